@@ -1,0 +1,38 @@
+"""hyper: hypernetworks that generate the weights of deep networks.
+
+The core (this package's top level) needs torch and einops only; the Lightning training pieces
+live in ``hyper.training`` and ``hyper.data`` and are imported explicitly.
+"""
+
+from hyper.accounting import ParameterCount, count_parameters
+from hyper.generator import TileGenerator
+from hyper.layers import GeneratedLayer
+from hyper.materialize import materialize
+from hyper.network import GeneratedNetwork
+from hyper.sources import (
+    SOURCES,
+    Hyper,
+    Plain,
+    SourceSpec,
+    Tied,
+    WeightSource,
+    source_from_name,
+)
+from hyper.tying import tie
+
+__all__ = [
+    "SOURCES",
+    "GeneratedLayer",
+    "GeneratedNetwork",
+    "Hyper",
+    "ParameterCount",
+    "Plain",
+    "SourceSpec",
+    "Tied",
+    "TileGenerator",
+    "WeightSource",
+    "count_parameters",
+    "materialize",
+    "source_from_name",
+    "tie",
+]

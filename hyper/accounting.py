@@ -1,0 +1,81 @@
+"""Parameter accounting: trainable, plain-equivalent, compression ratio, and where they sit.
+
+- trainable: every parameter that trains, generator, embeddings and the layers that are not
+  generated (stem, shortcuts, norms, classifier) alike;
+- plain-equivalent: the same target with every weight a direct parameter;
+- compression ratio: plain-equivalent ÷ trainable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from hyper.network import GeneratedNetwork
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    """A model's parameter accounting.
+
+    Args:
+        trainable: parameters that train.
+        plain_equivalent: parameters of the plain network with the same target.
+        breakdown: trainable parameters by part; the parts add up to ``trainable``.
+    """
+
+    trainable: int
+    plain_equivalent: int
+    breakdown: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.plain_equivalent / self.trainable if self.trainable else float("inf")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "trainable": self.trainable,
+            "plain_equivalent": self.plain_equivalent,
+            "compression_ratio": self.compression_ratio,
+            "breakdown": dict(self.breakdown),
+        }
+
+    def table(self) -> str:
+        """The accounting as an aligned text table."""
+        rows = [(part, f"{n:,}") for part, n in self.breakdown.items()]
+        rows += [
+            ("trainable", f"{self.trainable:,}"),
+            ("plain-equivalent", f"{self.plain_equivalent:,}"),
+            ("compression ratio", f"{self.compression_ratio:.2f}x"),
+        ]
+        width = max(len(part) for part, _ in rows)
+        value_width = max(len(value) for _, value in rows)
+        lines = [f"{part:<{width}}  {value:>{value_width}}" for part, value in rows]
+        rule = "-" * (width + 2 + value_width)
+        parts = len(self.breakdown)
+        return "\n".join(lines[:parts] + [rule] + lines[parts:])
+
+
+def count_parameters(model: nn.Module) -> ParameterCount:
+    """Count ``model``'s parameters; any nn.Module works (a plain one has ratio 1)."""
+    trainable = _trainable(model)
+    if not isinstance(model, GeneratedNetwork):
+        total = sum(p.numel() for p in model.parameters())
+        return ParameterCount(trainable, total, {"direct weights": trainable})
+    generated = {layer.name for layer in model.layers}
+    breakdown = dict(model.source.parameter_parts())
+    in_target = dict(model.target.named_parameters())
+    direct = sum(p.numel() for name, p in in_target.items() if name in generated and p.requires_grad)
+    if direct:
+        breakdown["direct weights"] = breakdown.get("direct weights", 0) + direct
+    breakdown["not generated"] = sum(
+        p.numel() for name, p in in_target.items() if name not in generated and p.requires_grad
+    )
+    removed = sum(layer.numel for layer in model.layers if layer.name not in in_target)
+    plain = sum(p.numel() for p in in_target.values()) + removed
+    return ParameterCount(trainable, plain, breakdown)
+
+
+def _trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

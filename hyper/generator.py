@@ -1,0 +1,65 @@
+"""The paper's generator: two linear layers, shared by every tile of every generated layer.
+
+Ha, Dai & Le (2016), §3.1, with N_z = ``embedding_dim``, d = ``hidden_dim``, N_in = ``tile_in``,
+N_out = ``tile_out``, f = kernel size:
+
+    a_i   = W_i z + B_i                      i = 1..N_in,   W_i ∈ R^{d × N_z}
+    K_i   = ⟨W_out, a_i⟩ + B_out             W_out: R^d → R^{N_out · f · f}
+    tile  = [K_1 … K_{N_in}]                 (N_out, N_in, f, f)
+
+Parameters: d (N_z + 1) N_in + f² N_out (d + 1).
+
+Axes: t tile, z embedding, i tile in-channel, d hidden, o tile out-channel, k kernel positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+
+class TileGenerator(nn.Module):
+    """Map layer embeddings to weight tiles in one batched pass.
+
+    Args:
+        embedding_dim: N_z, size of each layer embedding.
+        hidden_dim: d, size of the intermediate vectors a_i.
+        tile_in: N_in, in-channels per tile.
+        tile_out: N_out, out-channels per tile.
+        kernel_size: the tile's spatial shape, e.g. ``(3, 3)``; ``()`` for matrices.
+    """
+
+    def __init__(
+        self,
+        *,
+        embedding_dim: int,
+        hidden_dim: int,
+        tile_in: int,
+        tile_out: int,
+        kernel_size: tuple[int, ...] = (3, 3),
+    ) -> None:
+        super().__init__()
+        self.tile_in, self.tile_out, self.kernel_size = tile_in, tile_out, tuple(kernel_size)
+        out_features = tile_out * math.prod(self.kernel_size)
+        self.w_in = nn.Parameter(torch.empty(tile_in, embedding_dim, hidden_dim))
+        self.b_in = nn.Parameter(torch.zeros(tile_in, hidden_dim))
+        self.w_out = nn.Parameter(torch.empty(hidden_dim, out_features))
+        self.b_out = nn.Parameter(torch.zeros(out_features))
+        # Unit-gain layers: Var(tile) = Var(z), so each layer's embedding scale alone sets
+        # the variance of its kernels (hyperfan-in through the embeddings).
+        nn.init.normal_(self.w_in, std=1 / math.sqrt(embedding_dim))
+        nn.init.normal_(self.w_out, std=1 / math.sqrt(hidden_dim))
+
+    @property
+    def tile_shape(self) -> tuple[int, ...]:
+        return (self.tile_out, self.tile_in, *self.kernel_size)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """(T, N_z) embeddings -> (T, N_out, N_in, *kernel) tiles."""
+        a = torch.einsum("tz,izd->tid", z, self.w_in) + self.b_in  # (T, N_in, d)
+        slices = a @ self.w_out + self.b_out  # (T, N_in, N_out·f·f)
+        tiles = rearrange(slices, "t i (o k) -> t o i k", o=self.tile_out)
+        return tiles.reshape(len(z), *self.tile_shape)

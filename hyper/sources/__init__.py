@@ -1,0 +1,31 @@
+"""Weight sources: everything that yields a target's generated weights, behind one interface."""
+
+from __future__ import annotations
+
+from hyper.sources.base import SourceSpec, WeightSource
+from hyper.sources.direct import Plain, PlainWeights, Tied, TiedWeights
+from hyper.sources.hyper import Hyper, HyperWeights
+
+# Names a command line or a factory may use for a source; each maps to its spec class.
+SOURCES: dict[str, type[SourceSpec]] = {"hyper": Hyper, "plain": Plain, "tied": Tied}
+
+
+def source_from_name(name: str, **knobs: object) -> SourceSpec:
+    """Build a source spec from its name, e.g. ``source_from_name("hyper", embedding_dim=32)``."""
+    if name not in SOURCES:
+        raise ValueError(f"source must be one of {sorted(SOURCES)}, got {name!r}")
+    return SOURCES[name](**knobs)
+
+
+__all__ = [
+    "SOURCES",
+    "Hyper",
+    "HyperWeights",
+    "Plain",
+    "PlainWeights",
+    "SourceSpec",
+    "Tied",
+    "TiedWeights",
+    "WeightSource",
+    "source_from_name",
+]

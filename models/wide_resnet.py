@@ -1,0 +1,216 @@
+"""CIFAR-style pre-activation Wide ResNets, WRN-d-k, with any weight source.
+
+Zagoruyko & Komodakis (2016): a 3×3 stem to 16 channels, three stages of n = (d - 4) / 6
+pre-activation blocks with 16k, 32k, 64k channels (stride 2 entering stages 2 and 3), 1×1
+shortcuts where the shape changes, a final BN-ReLU, global average pooling and a linear
+classifier. The 3×3 convs of the blocks are the generated layers (as in Ha et al.); the stem,
+shortcuts, norms and classifier are ordinary parameters.
+
+``WideResNetTarget`` is the plain network (what ``materialize`` returns); ``WideResNet`` wraps it
+with a weight source; ``HyperResNet`` is the family with the paper's hypernetwork.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hyper import GeneratedLayer, GeneratedNetwork, Hyper, Plain, SourceSpec, source_from_name
+from hyper.init import kaiming_std
+
+STAGE_CHANNELS = (16, 32, 64)
+STEM_CHANNELS = 16
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv3×3, BN-ReLU-(dropout)-conv3×3, plus a shortcut (1×1 conv if shapes change).
+
+    Args:
+        in_channels: channels entering the block.
+        out_channels: channels leaving it.
+        stride: stride of the first conv and of the shortcut.
+        dropout: dropout probability between the two convs (WRN's), 0 for none.
+    """
+
+    def __init__(self, *, in_channels: int, out_channels: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = conv3x3(out_channels, out_channels)
+        reshape = stride != 1 or in_channels != out_channels
+        self.shortcut = (
+            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False) if reshape else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C_in, H, W) -> (B, C_out, H/s, W/s)
+        pre = F.relu(self.bn1(x))
+        # When the shape changes the shortcut sees the pre-activated input, as in WRN.
+        skip = x if self.shortcut is None else self.shortcut(pre)
+        y = self.conv1(pre)
+        y = self.conv2(self.dropout(F.relu(self.bn2(y))))
+        return y + skip
+
+
+class WideResNetTarget(nn.Module):
+    """The plain pre-activation WRN-depth-width: every weight an ordinary parameter.
+
+    Args:
+        depth: total depth d, of the form 6n + 4 (n blocks per stage).
+        width: width factor k; stage channels are 16k, 32k, 64k.
+        num_classes: classifier outputs.
+        in_channels: channels of the input images.
+        dropout: dropout between the two convs of each block.
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = 16,
+        width: int = 1,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _check_arguments(depth, width, num_classes, in_channels, dropout)
+        self.blocks_per_stage = (depth - 4) // 6
+        self.stem = conv3x3(in_channels, STEM_CHANNELS)
+        channels = [STEM_CHANNELS] + [c * width for c in STAGE_CHANNELS]
+        self.stages = nn.ModuleList(
+            self._stage(channels[s], channels[s + 1], 1 if s == 0 else 2, dropout) for s in range(3)
+        )
+        self.bn = nn.BatchNorm2d(channels[-1])
+        self.classifier = nn.Linear(channels[-1], num_classes)
+        self._init_weights()
+
+    def _stage(self, in_channels: int, out_channels: int, stride: int, dropout: float) -> nn.Sequential:
+        return nn.Sequential(*(
+            PreActBlock(
+                in_channels=in_channels if b == 0 else out_channels,
+                out_channels=out_channels,
+                stride=stride if b == 0 else 1,
+                dropout=dropout,
+            )
+            for b in range(self.blocks_per_stage)
+        ))
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                nn.init.normal_(module.weight, std=kaiming_std(fan_in))
+        nn.init.zeros_(self.classifier.bias)
+
+    def generated_layers(self) -> list[GeneratedLayer]:
+        """The blocks' 3×3 convs, in depth order."""
+        return [
+            GeneratedLayer(
+                name=f"stages.{s}.{b}.{role}.weight",
+                shape=tuple(getattr(block, role).weight.shape),
+                stage=s,
+                block=b,
+                role=role,
+            )
+            for s, stage in enumerate(self.stages)
+            for b, block in enumerate(stage)
+            for role in ("conv1", "conv2")
+        ]
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, num_classes)
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        x = F.relu(self.bn(x))
+        return self.classifier(x.mean(dim=(2, 3)))
+
+
+class WideResNet(GeneratedNetwork):
+    """Pre-activation WRN-depth-width whose block convs come from a weight source.
+
+    Args:
+        depth: total depth d, of the form 6n + 4 (n blocks per stage).
+        width: width factor k; stage channels are 16k, 32k, 64k.
+        num_classes: classifier outputs.
+        in_channels: channels of the input images.
+        dropout: dropout between the two convs of each block.
+        source: where the block convs come from: ``Plain()`` (direct parameters),
+            ``Hyper(...)``, ``Tied(...)``, ... or one of their names (``"hyper"``).
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = 16,
+        width: int = 1,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        dropout: float = 0.0,
+        source: SourceSpec | str = Plain(),
+    ) -> None:
+        spec = source_from_name(source) if isinstance(source, str) else source
+        target = WideResNetTarget(
+            depth=depth, width=width, num_classes=num_classes, in_channels=in_channels, dropout=dropout
+        )
+        super().__init__(target, target.generated_layers(), spec)
+        self.config: dict[str, Any] = dict(
+            depth=depth, width=width, num_classes=num_classes, in_channels=in_channels,
+            dropout=dropout, source=spec,
+        )
+
+
+class HyperResNet(WideResNet):
+    """WRN-depth-width with the paper's hypernetwork generating every block conv.
+
+    Args:
+        depth: total depth d, of the form 6n + 4 (n blocks per stage).
+        width: width factor k; stage channels are 16k, 32k, 64k.
+        num_classes: classifier outputs.
+        in_channels: channels of the input images.
+        dropout: dropout between the two convs of each block.
+        embedding_dim: N_z, size of each tile's layer embedding (64 in the paper).
+        hidden_dim: d, the generator's hidden size (64 in the paper).
+        tile_channels: in/out channels of a generated tile (16 in the paper).
+        tying_groups: groups of blocks per stage sharing embeddings: 1 fully tied, None untied.
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = 16,
+        width: int = 1,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        dropout: float = 0.0,
+        embedding_dim: int = 64,
+        hidden_dim: int = 64,
+        tile_channels: int = 16,
+        tying_groups: int | None = None,
+    ) -> None:
+        spec = Hyper(
+            embedding_dim=embedding_dim,
+            hidden_dim=hidden_dim,
+            tile_channels=tile_channels,
+            tying_groups=tying_groups,
+        )
+        super().__init__(
+            depth=depth, width=width, num_classes=num_classes, in_channels=in_channels,
+            dropout=dropout, source=spec,
+        )
+
+
+def _check_arguments(depth: int, width: int, num_classes: int, in_channels: int, dropout: float) -> None:
+    if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"depth must be of the form 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth!r}")
+    for name, value in (("width", width), ("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
