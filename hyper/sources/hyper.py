@@ -6,7 +6,8 @@ makes every tile, and one rearrange per shape turns the tiles into that shape's 
 
 Initialisation (hyperfan-in through the embeddings): the generator has unit gain, so a tile's
 variance equals its embedding's; each group's embeddings are drawn with Var(z) = 2 / fan_in of
-its layer, and every generated kernel starts with the variance of a Kaiming-initialised conv.
+its layer (each on a sphere of that radius), and every generated kernel starts with the
+variance of a Kaiming-initialised conv.
 
 Axes: u kernels of one shape, m/k tiles along out/in channels, o/i channels within a tile.
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -72,7 +74,10 @@ class HyperWeights(WeightSource):
             for group in groups
         ]
         std = torch.cat(stds)  # (T,)
-        return torch.randn(len(std), embedding_dim) * std[:, None]
+        # Each z on the sphere of radius σ·sqrt(N_z), not merely σ in expectation: a kernel of
+        # one tile would otherwise inherit the ±18% spread of a single chi-squared norm.
+        direction = F.normalize(torch.randn(len(std), embedding_dim), dim=1)
+        return direction * (std[:, None] * embedding_dim**0.5)
 
     def forward(self) -> dict[str, Tensor]:
         tiles = self.generator(self.embeddings)  # (T, o, i, *kernel)
