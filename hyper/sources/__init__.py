@@ -5,9 +5,17 @@ from __future__ import annotations
 from hyper.sources.base import SourceSpec, WeightSource
 from hyper.sources.direct import Plain, PlainWeights, Tied, TiedWeights
 from hyper.sources.hyper import Hyper, HyperWeights
+from hyper.sources.lowrank import LowRank, LowRankWeights
+from hyper.sources.templates import Templates, TemplateWeights
 
 # Names a command line or a factory may use for a source; each maps to its spec class.
-SOURCES: dict[str, type[SourceSpec]] = {"hyper": Hyper, "plain": Plain, "tied": Tied}
+SOURCES: dict[str, type[SourceSpec]] = {
+    "hyper": Hyper,
+    "plain": Plain,
+    "tied": Tied,
+    "lowrank": LowRank,
+    "templates": Templates,
+}
 
 
 def source_from_name(name: str, **knobs: object) -> SourceSpec:
@@ -21,9 +29,13 @@ __all__ = [
     "SOURCES",
     "Hyper",
     "HyperWeights",
+    "LowRank",
+    "LowRankWeights",
     "Plain",
     "PlainWeights",
     "SourceSpec",
+    "TemplateWeights",
+    "Templates",
     "Tied",
     "TiedWeights",
     "WeightSource",
