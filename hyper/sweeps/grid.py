@@ -1,0 +1,158 @@
+"""Sweep files: a base config plus a grid of overrides and seeds, expanded into points.
+
+A sweep file (YAML)::
+
+    base: ../default.yaml            # a train.py config, relative to this file
+    metric: test_acc                 # what the summary and the plot show
+    seeds: [0, 1]
+    overrides: {trainer.max_epochs: 10}          # applied to every point
+    methods:
+      - name: hyper                              # a line on the plot
+        set: {model.init_args.tying_groups: null}
+        vary: {model.init_args.embedding_dim: [4, 8, 16]}
+      - name: lowrank
+        set: {model: {class_path: models.WideResNet, init_args: {source: {class_path: hyper.LowRank}}}}
+        vary: {model.init_args.source.init_args.rank: [1, 2]}
+
+Keys are dotted paths into the config; a value *replaces* what is there (a dict too, so a
+method can swap the whole model). Within a method, ``vary`` is a Cartesian product; the points
+are every method's products, times the seeds, in file order.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a sweep: a method, its knob values, a seed and the full config."""
+
+    method: str
+    knobs: dict[str, Any]
+    seed: int
+    config: dict[str, Any] = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        """Hash of the full config and seed: what makes two points the same run."""
+        canonical = json.dumps({"config": self.config, "seed": self.seed}, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        knobs = ", ".join(f"{k}={v}" for k, v in self.knobs.items())
+        return f"{self.method}({knobs}) seed={self.seed}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A loaded sweep file.
+
+    Args:
+        name: the sweep's name (its file stem).
+        base: the base train.py config, as a dict.
+        methods: the method blocks (``name``, ``set``, ``vary``).
+        seeds: seeds every point runs with.
+        overrides: dotted overrides applied to every point.
+        metric: the metric the summary and the plot show (``test_acc``, ``test_bpc``...).
+    """
+
+    name: str
+    base: dict[str, Any]
+    methods: list[dict[str, Any]]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: dict[str, Any] = field(default_factory=dict)
+    metric: str = "test_acc"
+
+    def points(self) -> list[Point]:
+        """Every point, in file order: methods, then their grid, then seeds."""
+        return [
+            point
+            for method in self.methods
+            for knobs in _product(method.get("vary", {}))
+            for point in self._seeded(method, knobs)
+        ]
+
+    def _seeded(self, method: dict[str, Any], knobs: dict[str, Any]) -> list[Point]:
+        config = copy.deepcopy(self.base)
+        for path, value in {**self.overrides, **method.get("set", {}), **knobs}.items():
+            set_path(config, path, copy.deepcopy(value))
+        short = {path.rsplit(".", 1)[-1]: value for path, value in knobs.items()}
+        return [Point(method["name"], short, seed, config) for seed in self.seeds]
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file; its ``base`` is resolved relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file not found: {path}")
+    spec = yaml.safe_load(path.read_text()) or {}
+    unknown = set(spec) - {"base", "methods", "seeds", "overrides", "metric"}
+    if unknown:
+        raise ValueError(f"{path}: unknown sweep keys {sorted(unknown)}; allowed: base, methods, seeds, overrides, metric")
+    if not spec.get("methods"):
+        raise ValueError(f"{path}: a sweep needs a non-empty 'methods' list")
+    for method in spec["methods"]:
+        _check_method(path, method)
+    base_path = path.parent / spec["base"] if spec.get("base") else None
+    base = yaml.safe_load(base_path.read_text()) if base_path else {}
+    return Sweep(
+        name=path.stem,
+        base=base or {},
+        methods=spec["methods"],
+        seeds=list(spec.get("seeds", [0])),
+        overrides=spec.get("overrides", {}) or {},
+        metric=spec.get("metric", "test_acc"),
+    )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (1-based) -> (i, n)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like i/n (e.g. 2/4), got {text!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"shard must satisfy 1 <= i <= n, got {text!r}")
+    return index, count
+
+
+def shard(points: list[Point], index: int, count: int) -> list[Point]:
+    """Shard ``index`` of ``count`` (1-based): every count-th point, so shards get mixed work."""
+    return points[index - 1 :: count]
+
+
+def set_path(config: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``config["a"]["b"] = value`` for ``path="a.b"``, creating dicts on the way."""
+    *parents, last = path.split(".")
+    node = config
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = value
+
+
+def _product(vary: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(vary)
+    return [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
+
+
+def _check_method(path: Path, method: Any) -> None:
+    if not isinstance(method, dict) or "name" not in method:
+        raise ValueError(f"{path}: every method needs a 'name', got {method!r}")
+    unknown = set(method) - {"name", "set", "vary"}
+    if unknown:
+        raise ValueError(f"{path}: method {method['name']!r} has unknown keys {sorted(unknown)}; allowed: name, set, vary")
+    for key, values in method.get("vary", {}).items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{path}: method {method['name']!r}: vary.{key} must be a non-empty list")

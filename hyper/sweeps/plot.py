@@ -1,0 +1,44 @@
+"""The compression-curve plot: cost against compression ratio, one line per method.
+
+x: compression ratio on a log axis; y: error (%) or the metric; every point labelled with its
+knob; the Pareto front drawn as a dashed step line through ringed points.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hyper.sweeps.summary import Entry, cost_name, pareto_front
+
+
+def plot_curves(entries: list[Entry], metric: str, path: Path, title: str = "") -> Path:
+    """Write the PNG and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    for method in dict.fromkeys(e.method for e in entries):
+        line = sorted((e for e in entries if e.method == method), key=lambda e: e.compression_ratio)
+        xs, ys = [e.compression_ratio for e in line], [e.cost for e in line]
+        ax.errorbar(xs, ys, yerr=[e.cost_std for e in line], marker="o", capsize=3, label=method)
+        for e in line:
+            ax.annotate(e.knob_label, (e.compression_ratio, e.cost), textcoords="offset points",
+                        xytext=(4, 5), fontsize=7)
+    front = pareto_front(entries)
+    ax.step([e.compression_ratio for e in front], [e.cost for e in front], where="post",
+            linestyle="--", color="black", linewidth=1, label="Pareto front")
+    ax.scatter([e.compression_ratio for e in front], [e.cost for e in front], s=140,
+               facecolors="none", edgecolors="black", linewidths=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("compression ratio (plain-equivalent / trainable parameters)")
+    ax.set_ylabel(cost_name(metric))
+    ax.set_title(title or "compression curve")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
