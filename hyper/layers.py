@@ -17,6 +17,8 @@ class GeneratedLayer:
         block: the block's index within its stage; tying groups are contiguous runs of blocks.
         role: the layer's place inside its block (``"conv1"``, ``"conv2"``, ``"weight_hh"``...):
             only layers of the same role and shape can share weights.
+        gain: the initialisation gain: every source starts the weight with standard deviation
+            gain / sqrt(fan_in) (Kaiming: sqrt(2) before a ReLU, 1 for a linear/tanh use).
     """
 
     name: str
@@ -24,6 +26,7 @@ class GeneratedLayer:
     stage: int
     block: int
     role: str
+    gain: float = math.sqrt(2.0)
 
     @property
     def numel(self) -> int:
@@ -33,3 +36,8 @@ class GeneratedLayer:
     def fan_in(self) -> int:
         """Inputs feeding one output unit: in-channels × kernel area."""
         return math.prod(self.shape[1:])
+
+    @property
+    def init_std(self) -> float:
+        """Standard deviation every source initialises this weight with."""
+        return self.gain / math.sqrt(self.fan_in)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from hyper.init import kaiming_std
 from hyper.layers import GeneratedLayer
 from hyper.sources.base import SourceSpec, WeightSource
 from hyper.tying import check_tying_groups, tie
@@ -41,7 +40,7 @@ class TiedWeights(WeightSource):
         super().__init__(layers)
         self.groups = tie(layers, tying_groups)
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.randn(group[0].shape) * kaiming_std(group[0].fan_in))
+            nn.Parameter(torch.randn(group[0].shape) * group[0].init_std)
             for group in self.groups
         )
 

@@ -5,8 +5,8 @@ its own embedding z. Embeddings are stored grouped by kernel shape so that one g
 makes every tile, and one rearrange per shape turns the tiles into that shape's kernels.
 
 Initialisation (hyperfan-in through the embeddings): the generator has unit gain, so a tile's
-variance equals its embedding's; each group's embeddings are drawn with Var(z) = 2 / fan_in of
-its layer (each on a sphere of that radius), and every generated kernel starts with the
+variance equals its embedding's; each group's embeddings are drawn with Var(z) equal to its
+layer's Kaiming variance (``GeneratedLayer.init_std``², 2 / fan_in for ReLU convs) (each on a sphere of that radius), and every generated kernel starts with the
 variance of a Kaiming-initialised conv.
 
 Axes: u kernels of one shape, m/k tiles along out/in channels, o/i channels within a tile.
@@ -23,7 +23,6 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from hyper.generator import TileGenerator
-from hyper.init import kaiming_std
 from hyper.layers import GeneratedLayer
 from hyper.sources.base import SourceSpec, WeightSource, check_positive
 from hyper.tying import TieGroup, check_tying_groups, tie
@@ -69,7 +68,7 @@ class HyperWeights(WeightSource):
 
     def _initial_embeddings(self, embedding_dim: int) -> Tensor:
         stds = [
-            torch.full((self._tiles_per_kernel(shape),), kaiming_std(group[0].fan_in))
+            torch.full((self._tiles_per_kernel(shape),), group[0].init_std)
             for shape, groups in self.by_shape
             for group in groups
         ]

@@ -1,8 +1,8 @@
 """Low-rank kernels: each kernel, flattened to out × (in·f·f), is U·V of rank r.
 
 A baseline on the same compression axes as the hypernetwork: r (out + in·f·f) parameters per
-kernel instead of out·in·f·f. Initialised so that U·V has the Kaiming variance 2 / fan_in:
-Var(U) = 1 / r, Var(V) = 2 / fan_in.
+kernel instead of out·in·f·f. Initialised so that U·V has the layer's Kaiming variance
+(``GeneratedLayer.init_std``²): Var(U) = 1 / r, Var(V) = init_std².
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from hyper.init import kaiming_std
 from hyper.layers import GeneratedLayer
 from hyper.sources.base import SourceSpec, WeightSource, check_positive
 from hyper.tying import check_tying_groups, tie
@@ -35,7 +34,7 @@ class LowRankWeights(WeightSource):
         shapes = [group[0].shape for group in self.groups]
         self.u = nn.ParameterList(nn.Parameter(torch.randn(s[0], rank) / rank**0.5) for s in shapes)
         self.v = nn.ParameterList(
-            nn.Parameter(torch.randn(rank, group[0].fan_in) * kaiming_std(group[0].fan_in))
+            nn.Parameter(torch.randn(rank, group[0].fan_in) * group[0].init_std)
             for group in self.groups
         )
 

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyper.init import kaiming_std
 from hyper.layers import GeneratedLayer
 from hyper.sources.base import SourceSpec, WeightSource, check_positive
 
@@ -35,7 +34,7 @@ class TemplateWeights(WeightSource):
             banks.setdefault((layer.stage, layer.shape), []).append(layer)
         self.banks = list(banks.values())
         self.templates = nn.ParameterList(
-            nn.Parameter(torch.randn(num_templates, *bank[0].shape) * kaiming_std(bank[0].fan_in))
+            nn.Parameter(torch.randn(num_templates, *bank[0].shape) * bank[0].init_std)
             for bank in self.banks
         )
         self.coefficients = nn.ParameterList(

@@ -1,0 +1,154 @@
+"""The command line: LightningCLI over hyper's training pieces.
+
+Subcommands are Lightning's (``fit``, ``validate``, ``test``, ``predict``) plus ``run``: fit,
+then test the best checkpoint, then report. ``python train.py`` with no arguments is
+``run --config configs/default.yaml``; options without a subcommand run the default config with
+those overrides. Every run gets a checkpoint callback on the validation metric (best + last),
+the report callback, and CSV (+ TensorBoard) loggers in ``runs/NAME/version_N/``.
+
+A mistake a user can make (a bad flag or value, a model that does not fit the data, missing
+data files) prints one ``error:`` line and exits with status 2, leaving no run directory behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from jsonargparse.typing import PositiveInt
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from hyper.training.argv import SUBCOMMANDS, expand_args
+from hyper.training.loggers import RemoveRunOnError, default_loggers
+from hyper.training.report import RunReport
+
+# Mistakes a user makes in a command or config: one line, not a traceback.
+USER_ERRORS = (argparse.ArgumentError, ValueError, FileNotFoundError, MisconfigurationException)
+
+
+class Trainer(L.Trainer):
+    """Lightning's Trainer with ``run``: fit, then test."""
+
+    def run(
+        self,
+        model: L.LightningModule,
+        datamodule: L.LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+    ) -> list[dict[str, float]]:
+        """Fit, then test the best checkpoint (the final weights when none was saved).
+
+        Args:
+            model: the LightningModule to train.
+            datamodule: the data.
+            ckpt_path: a checkpoint to resume the fit from.
+        """
+        self.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        best = self.checkpoint_callback.best_model_path if self.checkpoint_callback else ""
+        return self.test(model, datamodule=datamodule, ckpt_path=best or None)
+
+
+class HyperCLI(LightningCLI):
+    """LightningCLI with the ``run`` subcommand, checkpointing, the report and default loggers.
+
+    Any LightningModule and LightningDataModule can be named by ``class_path`` in a config.
+    A module may define ``check_data(datamodule)``, raising ValueError when the two do not
+    fit; it is called before anything runs or is written.
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("trainer_class", Trainer)
+        kwargs.setdefault("trainer_defaults", {"default_root_dir": "runs"})
+        kwargs.setdefault("parser_kwargs", _parser_kwargs(exit_on_error=False))
+        super().__init__(args=args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "run": {"model", "datamodule"}}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val_acc",
+            "checkpoint.mode": "max",
+            "checkpoint.save_last": True,
+        })
+        parser.add_lightning_class_args(RunReport, "report")
+        parser.add_argument(
+            "--threads",
+            type=Optional[PositiveInt],
+            default=None,
+            help="CPU threads per process for torch's operators (torch.set_num_threads); "
+            "null keeps torch's default. One is as fast for small networks, and robust on shared cores.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        threads = self._get(self.config, "threads")
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+    def after_instantiate_classes(self) -> None:
+        check_data = getattr(self.model, "check_data", None)
+        if check_data is not None and self.datamodule is not None:
+            check_data(self.datamodule)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self._get(self.config_init, "trainer")
+        if config.get("logger") in (None, True) and not config.get("fast_dev_run"):
+            loggers = default_loggers(config.get("default_root_dir") or "runs", self._run_name())
+            kwargs["logger"] = loggers
+            kwargs["callbacks"] = [*(config.get("callbacks") or []), RemoveRunOnError(loggers[0].log_dir)]
+        return super().instantiate_trainer(**kwargs)
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The run's report row (what ``report.json`` holds)."""
+        return self._get(self.config_init, "report").row
+
+    def _run_name(self) -> str:
+        network = getattr(self.model, "network", self.model)
+        data = type(self.datamodule).__name__.removesuffix("DataModule") if self.datamodule else "nodata"
+        return f"{type(network).__name__}_{data}".lower()
+
+
+def main(args: Sequence[str] | None = None, *, config_dir: str | Path = "configs") -> int:
+    """The command line's entry point; returns the exit status.
+
+    Args:
+        args: the arguments (``sys.argv[1:]`` when None).
+        config_dir: the presets' folder: holds ``default.yaml``; ``--config NAME`` may name a
+            file in it (with or without ``.yaml``) from any working directory.
+    """
+    args = sys.argv[1:] if args is None else list(args)
+    # We do pass both on purpose: args are sys.argv expanded (default subcommand and config).
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    try:
+        HyperCLI(args=expand_args(args, Path(config_dir)))
+    except USER_ERRORS as error:
+        if os.environ.get("HYPER_DEBUG"):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def one_line(error: BaseException) -> str:
+    """The line of ``error``'s message that says what is wrong."""
+    lines = [line.strip(" -") for line in str(error).splitlines() if line.strip(" -")]
+    if not lines:
+        return type(error).__name__
+    # jsonargparse nests the cause under context lines: the last line is the cause itself.
+    return lines[-1] if len(lines) > 1 else lines[0]
+
+
+def _parser_kwargs(**kwargs: Any) -> dict[str, Any]:
+    """``kwargs`` for the main parser and every subcommand's parser."""
+    return {**kwargs, **{name: dict(kwargs) for name in SUBCOMMANDS}}

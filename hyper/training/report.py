@@ -1,0 +1,177 @@
+"""The run report: what a model cost (parameters, compression, time) and what it gained (metrics).
+
+A report is one flat-ish dict per run (a sweep's result row): ``describe_network`` gives the
+model's part, ``RunReport`` (a callback) adds the measured part at the end of fit and of test,
+prints it as a table and writes it as JSON beside the run's checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from hyper import count_parameters
+
+
+def describe_network(network: nn.Module) -> dict[str, Any]:
+    """The model's part of a report row: class, arguments, weight source, knobs, parameter counts."""
+    counts = count_parameters(network)
+    spec = getattr(network, "spec", None)
+    config = {k: v for k, v in getattr(network, "config", {}).items() if k != "source"}
+    return {
+        "model": type(network).__name__,
+        "model_args": jsonable(config),
+        "source": getattr(spec, "name", None),
+        "knobs": jsonable(spec.knobs()) if spec is not None else {},
+        "trainable_params": counts.trainable,
+        "plain_equivalent_params": counts.plain_equivalent,
+        "compression_ratio": counts.compression_ratio,
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists, dataclasses as dicts and unknown objects as their repr."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def format_report(row: dict[str, Any]) -> str:
+    """``row`` as an aligned two-column table."""
+    lines = [(key, _format_value(value)) for key, value in row.items() if value not in (None, {}, "")]
+    width = max(len(key) for key, _ in lines)
+    rule = "-" * (width + 2 + max(len(value) for _, value in lines))
+    return "\n".join([rule, *(f"{key:<{width}}  {value}" for key, value in lines), rule])
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
+    return str(value)
+
+
+class RunReport(Callback):
+    """Report a run at the end of fit and of test: a table on stdout and JSON in the log directory.
+
+    The fit part: the network (``describe_network`` of the module's ``network``), every ``val_*``
+    metric of the last validation and the best value of the checkpoint's monitor, epochs,
+    steps, wall time and training throughput (examples per second of training, validation
+    time excluded). The test part adds every ``test_*`` metric and the tested checkpoint.
+
+    Args:
+        unit: what one training example is called in the throughput key (``images_per_s``).
+        count: how a batch's inputs are counted: ``rows`` (the batch size, for images) or
+            ``elements`` (every element, e.g. the tokens of a (B, T) index tensor).
+        filename: the report's file name inside the trainer's log directory.
+    """
+
+    def __init__(
+        self, *, unit: str = "images", count: Literal["rows", "elements"] = "rows", filename: str = "report.json"
+    ) -> None:
+        self.unit = unit
+        self.count = count
+        self.filename = filename
+        self.row: dict[str, Any] = {}
+        self._clock: dict[str, float] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._clock = {"fit": _now(pl_module), "validation": 0.0}
+        self._examples = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        inputs = batch[0]
+        self._examples += (len(inputs) if self.count == "rows" else inputs.numel()) * trainer.world_size
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if "fit" in self._clock:
+            self._clock["validation_start"] = _now(pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if "validation_start" in self._clock:
+            self._clock["validation"] += _now(pl_module) - self._clock.pop("validation_start")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        wall = _now(pl_module) - self._clock.pop("fit")
+        train_time = max(wall - self._clock["validation"], 1e-9)
+        self.row.update(describe_network(pl_module.network))
+        self.row.update(_metrics(trainer, "val_"))
+        self.row.update(_best(trainer))
+        self.row.update({
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "seed": _seed(),
+            "fit_time_s": wall,
+            f"{self.unit}_per_s": self._examples / train_time,
+        })
+        self._emit(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._clock["test"] = _now(pl_module)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        test_time = _now(pl_module) - self._clock.pop("test")
+        if "model" not in self.row:  # a test on its own
+            self.row.update(describe_network(pl_module.network))
+        self.row.update(_metrics(trainer, "test_"))
+        self.row.update({"test_time_s": test_time, "tested_checkpoint": trainer.ckpt_path})
+        self._emit(trainer)
+
+    def _emit(self, trainer: L.Trainer) -> None:
+        log_dir = trainer.log_dir  # every rank must ask: it is broadcast from rank 0
+        if not trainer.is_global_zero:
+            return
+        path = None if log_dir is None else Path(log_dir) / self.filename
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")  # readers never see half a report
+            temporary.write_text(json.dumps(jsonable(self.row), indent=2) + "\n")
+            os.replace(temporary, path)
+        print(format_report({**self.row, "report": str(path) if path else None}), flush=True)
+
+
+def _now(pl_module: L.LightningModule) -> float:
+    if pl_module.device.type == "cuda":  # queued kernels belong to the phase that launched them
+        torch.cuda.synchronize(pl_module.device)
+    return time.perf_counter()
+
+
+def _metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith(prefix)}
+
+
+def _best(trainer: L.Trainer) -> dict[str, Any]:
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is None or not getattr(checkpoint, "best_model_path", ""):
+        return {}
+    best = {"best_checkpoint": checkpoint.best_model_path}
+    if checkpoint.monitor and checkpoint.best_model_score is not None:
+        best[f"best_{checkpoint.monitor}"] = float(checkpoint.best_model_score)
+    return best
+
+
+def _seed() -> int | None:
+    seed = os.environ.get("PL_GLOBAL_SEED")  # set by seed_everything
+    return int(seed) if seed is not None else None
