@@ -5,9 +5,9 @@ its own embedding z. Embeddings are stored grouped by kernel shape so that one g
 makes every tile, and one rearrange per shape turns the tiles into that shape's kernels.
 
 Initialisation (hyperfan-in through the embeddings): the generator has unit gain, so a tile's
-variance equals its embedding's; each group's embeddings are drawn with Var(z) equal to its
-layer's Kaiming variance (``GeneratedLayer.init_std``², 2 / fan_in for ReLU convs) (each on a sphere of that radius), and every generated kernel starts with the
-variance of a Kaiming-initialised conv.
+variance equals its embedding's; each group's embeddings lie on a sphere of radius
+sqrt(N_z)·σ, with σ² its layer's Kaiming variance (``GeneratedLayer.init_std``², 2 / fan_in for
+ReLU convs), so every generated kernel starts with the variance of a Kaiming-initialised conv.
 
 Axes: u kernels of one shape, m/k tiles along out/in channels, o/i channels within a tile.
 """
