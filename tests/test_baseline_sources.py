@@ -91,3 +91,18 @@ def test_bad_knobs(make, words):
     with pytest.raises(ValueError) as error:
         make()
     assert all(word in str(error.value) for word in words)
+
+
+def test_pruned_count_is_on_nonzero_weights():
+    from torch.nn.utils import prune
+
+    model = WideResNet(depth=10, width=1)
+    full = count_parameters(model)
+    conv = model.target.stages[2][0].conv2  # 64 × 64 × 3 × 3 = 36,864 weights
+    prune.l1_unstructured(conv, "weight", amount=0.75)  # weight_orig + weight_mask, 27,648 masked
+    pruned = count_parameters(model, nonzero=True)
+    zeros_elsewhere = sum(int((p == 0).sum()) for n, p in model.named_parameters() if "weight_orig" not in n)
+    assert pruned.trainable == full.trainable - 27_648 - zeros_elsewhere
+    assert pruned.plain_equivalent == full.plain_equivalent
+    prune.remove(conv, "weight")  # made permanent: zeros stored in an ordinary parameter
+    assert count_parameters(model, nonzero=True).trainable == pruned.trainable
