@@ -122,10 +122,10 @@ def build_vocab(text: str) -> list[str]:
 
 
 def _code_points(text: str) -> Tensor:
-    """(N,) int64 code points of ``text``."""
+    """(N,) code points of ``text``: uint8 when every character is below 256, else int64."""
     try:
         raw = bytearray(text.encode("latin-1"))  # 1 byte per character: the common, cheap case
-        return torch.frombuffer(raw, dtype=torch.uint8).long() if raw else torch.zeros(0, dtype=torch.long)
+        return torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.zeros(0, dtype=torch.uint8)
     except UnicodeEncodeError:
         raw = bytearray(text.encode("utf-32-le"))
         return torch.frombuffer(raw, dtype=torch.int32).long()
@@ -136,23 +136,35 @@ def encode(text: str, vocab: list[str]) -> Tensor:
 
     Stored as int16 when the vocabulary allows (a quarter of int64's memory on enwik8).
     """
-    id_of = {c: i for i, c in enumerate(vocab) if c != UNK}
-    table = torch.tensor([ord(c) for c in id_of], dtype=torch.long)
-    table, order = table.sort()  # searchsorted needs ascending code points
-    ids_of = torch.tensor(list(id_of.values()), dtype=torch.long)[order]
+    lookup = _Lookup(vocab)
     dtype = torch.int16 if len(vocab) <= torch.iinfo(torch.int16).max else torch.int32
     out = torch.empty(len(text), dtype=dtype)
     for start in range(0, len(text), ENCODE_CHUNK):
         codes = _code_points(text[start : start + ENCODE_CHUNK])
-        out[start : start + len(codes)] = _lookup(codes, table, ids_of)
+        out[start : start + len(codes)] = lookup(codes)
     return out
 
 
-def _lookup(codes: Tensor, table: Tensor, ids_of: Tensor) -> Tensor:
-    if len(table) == 0:
-        return torch.full_like(codes, UNK_ID)
-    slot = torch.searchsorted(table, codes).clamp(max=len(table) - 1)
-    return torch.where(table[slot] == codes, ids_of[slot], UNK_ID)
+class _Lookup:
+    """Code points → ids, vectorised: a 256-entry table for bytes, a sorted search beyond."""
+
+    def __init__(self, vocab: list[str]) -> None:
+        id_of = {c: i for i, c in enumerate(vocab) if c != UNK}
+        points = torch.tensor([ord(c) for c in id_of], dtype=torch.long)
+        ids = torch.tensor(list(id_of.values()), dtype=torch.long)
+        self.points, order = points.sort()  # searchsorted needs ascending code points
+        self.ids = ids[order]
+        self.byte_table = torch.full((256,), UNK_ID, dtype=torch.long)
+        low = points < 256
+        self.byte_table[points[low]] = ids[low]
+
+    def __call__(self, codes: Tensor) -> Tensor:
+        if codes.dtype == torch.uint8:
+            return self.byte_table[codes.long()]
+        if len(self.points) == 0:
+            return torch.full_like(codes, UNK_ID)
+        slot = torch.searchsorted(self.points, codes).clamp(max=len(self.points) - 1)
+        return torch.where(self.points[slot] == codes, self.ids[slot], UNK_ID)
 
 
 def batchify(ids: Tensor, batch_size: int) -> Tensor:
@@ -203,6 +215,8 @@ class CharDataModule(L.LightningDataModule):
     batch k+1 continues batch k in every one of the B streams; a model should carry its hidden
     state from one batch to the next and reset it when a new epoch (or evaluation) starts.
     """
+
+    unk_id = UNK_ID  # characters unseen in training
 
     def __init__(
         self,
@@ -260,8 +274,6 @@ class CharDataModule(L.LightningDataModule):
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    unk_id = UNK_ID
-
     def state_dict(self) -> dict[str, object]:
         # Lightning stores this in every checkpoint: the vocabulary travels with the weights
         return {"vocab": list(self.vocab), "format": self.format}
@@ -293,10 +305,9 @@ class CharDataModule(L.LightningDataModule):
     # splits and loaders --------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
-        # the vocabulary is built now unless a checkpoint's replaces it (Lightning restores after setup)
-        self._corpus()
-        if self._vocab is None:
-            self._vocab = build_vocab(self._corpus()["train"])
+        # reads the corpus and builds the vocabulary; a checkpoint's vocabulary may replace it
+        # afterwards (Lightning restores DataModule state after setup), so ids are made lazily
+        _ = self.vocab
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", drop_last=True)
