@@ -10,12 +10,27 @@ from models.factory import (
     wrn40_1,
     wrn40_2,
 )
+from models.char_model import CORES as RECURRENT_CORES
+from models.char_model import CharRNN, build_core
+from models.hyper_lstm import HyperLSTM
+from models.lstm import LSTM, LNLSTM, RecurrentStack, detach_state
+from models.lstm_stack import LSTMStack, StaticHyperLSTM
 from models.wide_resnet import HyperResNet, PreActBlock, WideResNet, WideResNetTarget
 
 __all__ = [
     "ARCHITECTURES",
+    "LNLSTM",
+    "LSTM",
     "MODELS",
+    "RECURRENT_CORES",
+    "CharRNN",
+    "HyperLSTM",
     "HyperResNet",
+    "LSTMStack",
+    "RecurrentStack",
+    "StaticHyperLSTM",
+    "build_core",
+    "detach_state",
     "PreActBlock",
     "WideResNet",
     "WideResNetTarget",

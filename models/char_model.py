@@ -7,13 +7,16 @@ The core is any module with the common recurrent interface (``models.lstm``): ch
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from models.hyper_lstm import HyperLSTM
 from models.lstm import LSTM, LNLSTM, State, check_positive
+from models.lstm_stack import StaticHyperLSTM
 
-CORES = ("lstm", "ln_lstm", "hyper_lstm")
+CORES = ("lstm", "ln_lstm", "hyper_lstm", "static_hyper_lstm")
 
 
 def build_core(
@@ -33,7 +36,8 @@ def build_core(
         hidden_size: units per layer of the main LSTM.
         num_layers: stacked layers.
         hyper_size: units of the HyperLSTM's hyper LSTM.
-        hyper_embedding_dim: N_z, the HyperLSTM's embedding size per gate.
+        hyper_embedding_dim: N_z: the HyperLSTM's embedding size per gate, or the static
+            hypernetwork's embedding size per tile.
     """
     sizes = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
     if name == "lstm":
@@ -42,6 +46,10 @@ def build_core(
         return LNLSTM(**sizes)
     if name == "hyper_lstm":
         return HyperLSTM(**sizes, hyper_size=hyper_size, embedding_dim=hyper_embedding_dim)
+    if name == "static_hyper_lstm":
+        # The paper's 16-wide tiles where the sizes allow, else the largest tile that fits both.
+        tile = math.gcd(16, input_size, hidden_size)
+        return StaticHyperLSTM(**sizes, embedding_dim=hyper_embedding_dim, tile_channels=tile)
     raise ValueError(f"core must be one of {', '.join(CORES)} or a recurrent nn.Module, got {name!r}")
 
 

@@ -148,8 +148,8 @@ def test_lstm_layer_without_layer_norm_matches_nn_lstm():
         (lambda: LNLSTM(input_size=I, hidden_size=0), "hidden_size"),
         (lambda: LNLSTM(**SIZES, num_layers=0), "num_layers"),
         (lambda: LSTM(input_size=-1, hidden_size=H), "input_size"),
-        (lambda: build_core("gru", **SIZES), "lstm, ln_lstm, hyper_lstm"),
-        (lambda: CharRNN(vocab_size=10, core="gru"), "lstm, ln_lstm, hyper_lstm"),
+        (lambda: build_core("gru", **SIZES), "lstm, ln_lstm, hyper_lstm, static_hyper_lstm"),
+        (lambda: CharRNN(vocab_size=10, core="gru"), "lstm, ln_lstm, hyper_lstm, static_hyper_lstm"),
         (lambda: CharRNN(vocab_size=10, dropout=1.0), "dropout"),
     ],
 )

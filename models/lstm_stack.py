@@ -1,0 +1,112 @@
+"""Stacked LN-LSTMs whose weight matrices come from a weight source: the static hypernetwork
+applied to recurrent depth.
+
+The target is an ``LNLSTM``; its generated layers are every layer's input matrix W_x (4H, I)
+and recurrent matrix W_h (4H, H), each layer a "block" of one stage. Tying works as for the
+ResNet: ``tying_groups=1`` shares one weight set across all layers (layer 0's W_x keeps its own
+when I ≠ H, its shape differs), ``None`` gives every layer its own. With ``Hyper`` the matrices
+are assembled from 16 × 16 tiles of the shared generator, generated once per forward call (once
+per TBPTT segment, not per time step: the hypernetwork is static).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hyper import GeneratedLayer, GeneratedNetwork, Hyper, Plain, SourceSpec, source_from_name
+from models.lstm import LNLSTM, State
+
+
+def lstm_layers(target: LNLSTM) -> list[GeneratedLayer]:
+    """W_x and W_h of every layer, gain 1 (the variance of the orthogonal init they replace)."""
+    return [
+        GeneratedLayer(
+            name=f"layers.{l}.{role}",
+            shape=tuple(getattr(layer, role).shape),
+            stage=0,
+            block=l,
+            role=role,
+            gain=1.0,
+        )
+        for l, layer in enumerate(target.layers)
+        for role in ("weight_x", "weight_h")
+    ]
+
+
+class LSTMStack(GeneratedNetwork):
+    """A multi-layer LN-LSTM with generated weight matrices; the common recurrent interface.
+
+    Args:
+        input_size: features of x_t.
+        hidden_size: units per layer.
+        num_layers: stacked layers.
+        source: where W_x and W_h come from: ``Plain()``, ``Hyper(...)``, ``Tied()``, ... or a name.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 2,
+        source: SourceSpec | str = Plain(),
+    ) -> None:
+        spec = source_from_name(source) if isinstance(source, str) else source
+        target = LNLSTM(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+        super().__init__(target, lstm_layers(target), spec)
+        self.config: dict[str, Any] = dict(
+            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec
+        )
+
+    @property
+    def input_size(self) -> int:
+        return self.target.input_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self.target.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.target.num_layers
+
+    def init_state(self, batch_size: int, device: Any = None, dtype: torch.dtype | None = None) -> State:
+        return self.target.init_state(batch_size, device, dtype)
+
+    def forward(self, x: Tensor, state: State | None = None, *, weights: dict[str, Tensor] | None = None) -> tuple[Tensor, State]:
+        """x (B, T, input_size) -> (output (B, T, H), state); weights generated once per call."""
+        return super().forward(x, state, weights=weights)
+
+
+class StaticHyperLSTM(LSTMStack):
+    """An LN-LSTM stack whose matrices the paper's static hypernetwork generates.
+
+    Args:
+        input_size: features of x_t (a multiple of ``tile_channels``).
+        hidden_size: units per layer (a multiple of ``tile_channels``).
+        num_layers: stacked layers.
+        embedding_dim: N_z, size of each tile's embedding.
+        hidden_dim: d, the generator's hidden size.
+        tile_channels: rows and columns of one generated tile.
+        tying_groups: groups of layers sharing embeddings: 1 fully tied, None untied.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 2,
+        embedding_dim: int = 16,
+        hidden_dim: int = 64,
+        tile_channels: int = 16,
+        tying_groups: int | None = None,
+    ) -> None:
+        spec = Hyper(
+            embedding_dim=embedding_dim, hidden_dim=hidden_dim,
+            tile_channels=tile_channels, tying_groups=tying_groups,
+        )
+        super().__init__(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec)
