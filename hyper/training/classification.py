@@ -7,19 +7,22 @@ are generated once per step, used by the forward pass and penalised (a tied kern
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from hyper import count_parameters
 from hyper.training.schedules import Schedule, build_scheduler, check_schedule
+
+# Lightning's ``OptimizerCallable`` spelled out, so that the module needs no argument parser:
+# a config gives ``class_path: torch.optim.SGD`` and ``init_args`` without the parameters.
+OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
 
 try:  # set while LightningCLI instantiates a module: its hparams are then the parsed config
     from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
@@ -85,7 +88,9 @@ class ImageClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         if datamodule is None:
-            raise ValueError("ImageClassifier needs a datamodule with num_classes, in_channels and image_size")
+            raise ValueError(
+                "ImageClassifier needs a datamodule with num_classes, in_channels and image_size"
+            )
         if not hasattr(self, "val_metrics"):  # setup runs again for a test after fit
             self.check_data(datamodule)
             metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes=datamodule.num_classes)})
@@ -105,7 +110,7 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
-        logits, penalty = self._logits_and_penalty(images)
+        logits, penalty = self.logits_and_penalty(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         self.log("train_loss", loss, prog_bar=True)
         if penalty is not None:
@@ -137,7 +142,8 @@ class ImageClassifier(L.LightningModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def _logits_and_penalty(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+    def logits_and_penalty(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, num_classes) and the kernel L2 penalty (None when ``kernel_l2`` is 0)."""
         if not self.kernel_l2:
             return self.network(images), None
         weights = self.network.generated_weights()  # once per step: forward and penalty share it
@@ -146,7 +152,7 @@ class ImageClassifier(L.LightningModule):
     def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, stage: str) -> None:
         images, labels = batch
         logits = self.network(images)
-        self.log(f"{stage}_loss", F.cross_entropy(logits, labels))
+        self.log(f"{stage}_loss", F.cross_entropy(logits, labels), sync_dist=True)
         metrics.update(logits, labels)
         self.log_dict(metrics, prog_bar=True)
 
@@ -192,7 +198,8 @@ def _check_output_shape(network: nn.Module, datamodule: L.LightningDataModule) -
         logits = network(images)
     except RuntimeError as error:
         first_line = str(error).splitlines()[0]
-        raise ValueError(f"the network cannot read {type(datamodule).__name__}'s images {tuple(images.shape)}: {first_line}")
+        data = f"{type(datamodule).__name__}'s images {tuple(images.shape)}"
+        raise ValueError(f"the network cannot read {data}: {first_line}") from None
     finally:
         network.train(was_training)
     if tuple(logits.shape) != (2, datamodule.num_classes):

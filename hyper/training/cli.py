@@ -1,22 +1,26 @@
 """The command line: LightningCLI over hyper's training pieces.
 
 Subcommands are Lightning's (``fit``, ``validate``, ``test``, ``predict``) plus ``run``: fit,
-then test the best checkpoint, then report. ``python train.py`` with no arguments is
+then test the best checkpoint, then report; ``sweep`` and ``plot`` (``hyper.training.sweep_cli``)
+run many configs and draw their curves. ``python train.py`` with no arguments is
 ``run --config configs/default.yaml``; options without a subcommand run the default config with
 those overrides. Every run gets a checkpoint callback on the validation metric (best + last),
 the report callback, and CSV (+ TensorBoard) loggers in ``runs/NAME/version_N/``.
 
 A mistake a user can make (a bad flag or value, a model that does not fit the data, missing
-data files) prints one ``error:`` line and exits with status 2, leaving no run directory behind.
+data files) prints one ``error:`` line and exits with status 2, leaving no run directory behind
+(``HYPER_DEBUG=1`` shows the traceback instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -66,8 +70,12 @@ class HyperCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("trainer_class", Trainer)
+        kwargs.setdefault("seed_everything_default", 0)  # reproducible unless asked otherwise
         kwargs.setdefault("trainer_defaults", {"default_root_dir": "runs"})
         kwargs.setdefault("parser_kwargs", _parser_kwargs(exit_on_error=False))
+        # One place for the optimiser: the module's own ``optimizer`` argument, which its
+        # schedule is built on; no second, module-overriding --optimizer/--lr_scheduler.
+        kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(args=args, **kwargs)
 
     @staticmethod
@@ -95,23 +103,31 @@ class HyperCLI(LightningCLI):
         if threads is not None:
             torch.set_num_threads(threads)
 
-    def after_instantiate_classes(self) -> None:
-        check_data = getattr(self.model, "check_data", None)
-        if check_data is not None and self.datamodule is not None:
-            check_data(self.datamodule)
-
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        self._check_data()  # model and data exist, nothing is written yet: the time to refuse
         config = self._get(self.config_init, "trainer")
         if config.get("logger") in (None, True) and not config.get("fast_dev_run"):
             loggers = default_loggers(config.get("default_root_dir") or "runs", self._run_name())
             kwargs["logger"] = loggers
-            kwargs["callbacks"] = [*(config.get("callbacks") or []), RemoveRunOnError(loggers[0].log_dir)]
+            given = config.get("callbacks") or []
+            given = given if isinstance(given, list) else [given]
+            kwargs["callbacks"] = [*given, RemoveRunOnError(loggers[0].log_dir)]
         return super().instantiate_trainer(**kwargs)
 
     @property
     def report(self) -> dict[str, Any]:
         """The run's report row (what ``report.json`` holds)."""
         return self._get(self.config_init, "report").row
+
+    def _check_data(self) -> None:
+        if self.datamodule is None:
+            raise ValueError(
+                f"no data to {self.subcommand or 'use'}: give --config CONFIG or --data CLASS "
+                "(a checkpoint names its data only when the DataModule saves its hyperparameters)"
+            )
+        check_data = getattr(self.model, "check_data", None)
+        if check_data is not None:
+            check_data(self.datamodule)
 
     def _run_name(self) -> str:
         network = getattr(self.model, "network", self.model)
@@ -130,8 +146,14 @@ def main(args: Sequence[str] | None = None, *, config_dir: str | Path = "configs
     args = sys.argv[1:] if args is None else list(args)
     # We do pass both on purpose: args are sys.argv expanded (default subcommand and config).
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # The seed is in config.yaml and the report; its INFO line would precede a config error's line.
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
     try:
-        HyperCLI(args=expand_args(args, Path(config_dir)))
+        command = _sweep_command(args)
+        if command is not None:
+            command(args[1:])
+        else:
+            HyperCLI(args=expand_args(args, Path(config_dir)))
     except USER_ERRORS as error:
         if os.environ.get("HYPER_DEBUG"):
             raise
@@ -140,13 +162,37 @@ def main(args: Sequence[str] | None = None, *, config_dir: str | Path = "configs
     return 0
 
 
+def run_config(config: dict[str, Any], *, subcommand: str = "run") -> dict[str, Any]:
+    """Run a config (a train.py YAML as a dict, e.g. a sweep's point) in this process.
+
+    Errors are raised, not printed. Returns the report row (what ``report.json`` holds).
+    """
+    return HyperCLI(args={"subcommand": subcommand, subcommand: config}).report
+
+
 def one_line(error: BaseException) -> str:
-    """The line of ``error``'s message that says what is wrong."""
-    lines = [line.strip(" -") for line in str(error).splitlines() if line.strip(" -")]
-    if not lines:
-        return type(error).__name__
-    # jsonargparse nests the cause under context lines: the last line is the cause itself.
-    return lines[-1] if len(lines) > 1 else lines[0]
+    """What is wrong, in one line: where (the config key) and the innermost cause.
+
+    jsonargparse wraps the real cause (a constructor's ValueError, a type mismatch) in errors
+    that list every alternative of every union on the way; the cause is at the end of the
+    ``__cause__`` chain and the key path is in the outermost message.
+    """
+    cause = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    lines = [line.strip(" -") for line in str(cause).splitlines() if line.strip(" -")]
+    message = re.sub(r"<class '([\w.]+)'>", r"\1", lines[0] if lines else type(cause).__name__)
+    keys = re.findall(r'Parser key "([^"]+)"', str(error))
+    return f"{'.'.join(keys)}: {message}" if keys and cause is not error else message
+
+
+def _sweep_command(args: Sequence[str]) -> Callable[[Sequence[str]], None] | None:
+    """``sweep`` and ``plot``: commands over many runs, outside LightningCLI."""
+    if not args or args[0] not in ("sweep", "plot"):
+        return None
+    from hyper.training.sweep_cli import COMMANDS  # the sweep code and matplotlib only when asked
+
+    return COMMANDS[args[0]]
 
 
 def _parser_kwargs(**kwargs: Any) -> dict[str, Any]:

@@ -34,7 +34,11 @@ class RemoveRunOnError(Callback):
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, KeyboardInterrupt):  # stopped by hand: keep what was logged
+            return
         if not trainer.is_global_zero or not self.run_dir.is_dir():
             return
         if any(self.run_dir.rglob("*.ckpt")):  # something worth keeping was written

@@ -89,21 +89,27 @@ class RunReport(Callback):
     """
 
     def __init__(
-        self, *, unit: str = "images", count: Literal["rows", "elements"] = "rows", filename: str = "report.json"
+        self,
+        *,
+        unit: str = "images",
+        count: Literal["rows", "elements"] = "rows",
+        filename: str = "report.json",
     ) -> None:
         self.unit = unit
         self.count = count
         self.filename = filename
         self.row: dict[str, Any] = {}
         self._clock: dict[str, float] = {}
+        self._finished = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._clock = {"fit": _now(pl_module), "validation": 0.0}
-        self._examples = 0
+        self._examples = self._batches = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         inputs = batch[0]
         self._examples += (len(inputs) if self.count == "rows" else inputs.numel()) * trainer.world_size
+        self._batches += 1
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if "fit" in self._clock:
@@ -120,13 +126,13 @@ class RunReport(Callback):
         self.row.update(_metrics(trainer, "val_"))
         self.row.update(_best(trainer))
         self.row.update({
-            "epochs": trainer.current_epoch,
+            "epochs": _epochs(self._batches, trainer),
             "steps": trainer.global_step,
             "seed": _seed(),
             "fit_time_s": wall,
             f"{self.unit}_per_s": self._examples / train_time,
         })
-        self._emit(trainer)
+        self._finished = True
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._clock["test"] = _now(pl_module)
@@ -137,7 +143,14 @@ class RunReport(Callback):
             self.row.update(describe_network(pl_module.network))
         self.row.update(_metrics(trainer, "test_"))
         self.row.update({"test_time_s": test_time, "tested_checkpoint": trainer.ckpt_path})
-        self._emit(trainer)
+        self._finished = True
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Last hook of a stage: the progress bars are closed, and a failed stage never gets here
+        # with a finished report.
+        if self._finished:
+            self._finished = False
+            self._emit(trainer)
 
     def _emit(self, trainer: L.Trainer) -> None:
         log_dir = trainer.log_dir  # every rank must ask: it is broadcast from rank 0
@@ -156,6 +169,12 @@ def _now(pl_module: L.LightningModule) -> float:
     if pl_module.device.type == "cuda":  # queued kernels belong to the phase that launched them
         torch.cuda.synchronize(pl_module.device)
     return time.perf_counter()
+
+
+def _epochs(batches: int, trainer: L.Trainer) -> float:
+    """Epochs trained in this fit, fractional when it stopped mid-epoch (``max_steps``)."""
+    per_epoch = trainer.num_training_batches
+    return round(batches / per_epoch, 2) if 0 < per_epoch < float("inf") else trainer.current_epoch
 
 
 def _metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:

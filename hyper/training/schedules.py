@@ -42,6 +42,8 @@ def check_schedule(*, schedule: str, milestones: Sequence[float], gamma: float) 
     if schedule not in ("cosine", "multistep", "constant"):
         raise ValueError(f"schedule must be cosine, multistep or constant, got {schedule!r}")
     if any(not 0.0 < f < 1.0 for f in milestones) or list(milestones) != sorted(milestones):
-        raise ValueError(f"milestones must be increasing fractions of the run in (0, 1), got {list(milestones)}")
+        raise ValueError(
+            f"milestones must be increasing fractions of the run in (0, 1), got {list(milestones)}"
+        )
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {gamma}")

@@ -1,0 +1,60 @@
+"""Magnitude pruning, the baseline on the compression axes: Lightning's ModelPruning, set up to
+prune once and fine-tune.
+
+ModelPruning's defaults prune at the end of *every* epoch, and a float amount then compounds
+(0.5 a time empties a net in a few epochs); they also prune biases and norm gains. Here the
+conv and linear weights are pruned once, globally by L1 magnitude, to ``amount`` at the end of
+epoch ``prune_at_epoch``; training goes on with the mask fixed, and the pruning is made
+permanent (zeros in ordinary weights) in checkpoints and at the end. The run's report then
+counts trainable parameters on non-zero weights (``count_parameters(nonzero=True)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelPruning
+from torch import nn
+
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+class MagnitudePruning(ModelPruning):
+    """Global L1-magnitude pruning of conv and linear weights, once, then fine-tuning.
+
+    Args:
+        amount: fraction of those weights set to zero, in (0, 1).
+        prune_at_epoch: the (0-based) epoch at whose end the weights are pruned.
+        verbose: 0 silent, 1 the sparsity once, 2 per layer (ModelPruning's).
+    """
+
+    def __init__(self, *, amount: float = 0.5, prune_at_epoch: int = 0, verbose: int = 0) -> None:
+        if not 0.0 < amount < 1.0:
+            raise ValueError(f"amount must be a fraction in (0, 1), got {amount!r}")
+        if isinstance(prune_at_epoch, bool) or not isinstance(prune_at_epoch, int) or prune_at_epoch < 0:
+            raise ValueError(f"prune_at_epoch must be a non-negative integer, got {prune_at_epoch!r}")
+        self.prune_at_epoch = prune_at_epoch
+        super().__init__(
+            pruning_fn="l1_unstructured",
+            parameter_names=["weight"],
+            use_global_unstructured=True,
+            amount=amount,
+            apply_pruning=self._is_pruning_epoch,
+            make_pruning_permanent=True,
+            verbose=verbose,
+        )
+
+    def _is_pruning_epoch(self, epoch: int) -> bool:
+        return epoch == self.prune_at_epoch
+
+    @staticmethod
+    def sanitize_parameters_to_prune(
+        pl_module: L.LightningModule, parameters_to_prune: Sequence = (), parameter_names: Sequence[str] = ()
+    ) -> list[tuple[nn.Module, str]]:
+        """Conv and linear weights that are direct parameters (generated ones are not prunable)."""
+        return [
+            (module, "weight")
+            for module in pl_module.modules()
+            if isinstance(module, PRUNABLE) and isinstance(getattr(module, "weight", None), nn.Parameter)
+        ]

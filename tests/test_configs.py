@@ -1,0 +1,73 @@
+"""Every preset in configs/ parses and builds its model, data and trainer, without loading data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from hyper import count_parameters
+from hyper.training.cli import HyperCLI
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+PRESETS = sorted(CONFIG_DIR.glob("*.yaml"))  # train.py configs; sweep files live in subfolders
+
+# The paper's Table 2 parameter counts (PAPER_NOTES.md): a preset builds the paper's model.
+PAPER_PARAMETERS = {
+    "cifar10_wrn40_1": 563_000,
+    "cifar10_wrn40_2": 2_236_000,
+    "cifar10_hyper_wrn40_1": 97_000,
+    "cifar10_hyper_wrn40_2": 148_000,
+}
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():  # noqa: ANN201 - a preset may set `threads`: not for the other tests
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def build(path: Path) -> HyperCLI:
+    # run=False: parse and instantiate only; nothing is fitted, no data is set up or read.
+    return HyperCLI(args=["--config", str(path)], run=False)
+
+
+def test_the_presets_are_there() -> None:
+    names = {path.stem for path in PRESETS}
+    assert {"default", "cifar10_fast", *PAPER_PARAMETERS} <= names
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda path: path.stem)
+def test_preset_builds_model_data_and_trainer(path: Path) -> None:
+    cli = build(path)
+    assert isinstance(cli.model, L.LightningModule)
+    assert isinstance(cli.datamodule, L.LightningDataModule)
+    assert isinstance(cli.trainer, L.Trainer)
+    assert cli.config["seed_everything"] is not True, "a preset fixes its seed"
+    if path.stem in PAPER_PARAMETERS:
+        trainable = count_parameters(cli.model.network).trainable
+        assert trainable == pytest.approx(PAPER_PARAMETERS[path.stem], rel=0.06)
+
+
+def test_default_is_a_small_hyper_network_on_the_digits() -> None:
+    cli = build(CONFIG_DIR / "default.yaml")
+    counts = count_parameters(cli.model.network)
+    assert type(cli.datamodule).__name__ == "DigitsDataModule"
+    assert cli.model.network.spec.name == "hyper" and counts.compression_ratio > 1
+    assert cli.model.kernel_l2 > 0
+
+
+def test_paper_recipes() -> None:
+    hyper = build(CONFIG_DIR / "cifar10_hyper_wrn40_2.yaml")
+    assert hyper.model.kernel_l2 == 0.0005
+    assert hyper.config["model"]["init_args"]["optimizer"]["class_path"] == "torch.optim.Adam"
+    plain = build(CONFIG_DIR / "cifar10_wrn40_2.yaml").config["model"]["init_args"]
+    assert plain["optimizer"]["class_path"] == "torch.optim.SGD"
+    sgd = plain["optimizer"]["init_args"]
+    assert sgd["nesterov"] and sgd["momentum"] == 0.9 and sgd["weight_decay"] == 5e-4
+    for cli in (hyper, build(CONFIG_DIR / "cifar10_wrn40_1.yaml")):
+        data = cli.datamodule
+        assert (data.batch_size, data.val_size, cli.trainer.max_epochs) == (128, 5000, 200)
