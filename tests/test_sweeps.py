@@ -33,7 +33,7 @@ def fake_run(point, run_dir):
     """Deterministic stand-in for training: more capacity, more accuracy."""
     init = point.config["model"]["init_args"]
     capacity = init.get("embedding_dim") or init["source"]["init_args"]["rank"] * 3
-    return {"trainable": 1000 * capacity, "compression_ratio": 100 / capacity, "test_acc": 1 - 1 / (capacity + 1)}
+    return {"trainable_params": 1000 * capacity, "knobs": {"source": "knobs"}, "compression_ratio": 100 / capacity, "test_acc": 1 - 1 / (capacity + 1)}
 
 
 def test_grid_expands_as_written(sweep):
@@ -100,16 +100,18 @@ def test_summary_and_plot_from_a_results_file(sweep, tmp_path):
     png = finish("s", folder, "test_acc", log=lines.append)
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| hyper | embedding_dim=8 |" in lines[0]
-    entries = summarize(read_rows(folder), "test_acc")
+    rows = read_rows(folder)
+    assert rows[0]["knobs"] == {"embedding_dim": 2} and rows[0]["source_knobs"] == {"source": "knobs"}
+    entries = summarize(rows, "test_acc")
     assert len(entries) == 3 + 4 and all(e.seeds == 2 for e in entries)
 
 
 def test_pareto_front():
     rows = [
-        {"method": "a", "knobs": {"k": 1}, "trainable": 1, "compression_ratio": 10, "test_acc": 0.90},
-        {"method": "a", "knobs": {"k": 2}, "trainable": 2, "compression_ratio": 5, "test_acc": 0.95},
-        {"method": "b", "knobs": {"k": 1}, "trainable": 3, "compression_ratio": 4, "test_acc": 0.93},  # dominated
-        {"method": "b", "knobs": {"k": 2}, "trainable": 4, "compression_ratio": 2, "test_acc": 0.97},
+        {"method": "a", "knobs": {"k": 1}, "trainable_params": 1, "compression_ratio": 10, "test_acc": 0.90},
+        {"method": "a", "knobs": {"k": 2}, "trainable_params": 2, "compression_ratio": 5, "test_acc": 0.95},
+        {"method": "b", "knobs": {"k": 1}, "trainable_params": 3, "compression_ratio": 4, "test_acc": 0.93},  # dominated
+        {"method": "b", "knobs": {"k": 2}, "trainable_params": 4, "compression_ratio": 2, "test_acc": 0.97},
     ]
     front = pareto_front(summarize(rows, "test_acc"))
     assert [(e.method, e.knobs["k"]) for e in front] == [("b", 2), ("a", 2), ("a", 1)]

@@ -28,7 +28,7 @@ def run_sweep(
         sweep: the loaded sweep.
         folder: where results, per-point runs and the plot go.
         run_point: trains and tests one point in ``folder/runs/KEY``; returns the report row
-            (parameter counts, metrics, wall time).
+            (``trainable_params``, ``compression_ratio``, metrics, wall time...).
         shard_spec: ``(i, n)`` to run only shard i of n.
         log: where progress lines go.
     """
@@ -44,11 +44,12 @@ def run_sweep(
         start = time.perf_counter()
         report = run_point(point, folder / "runs" / point.key)
         row = {
+            **report,
+            "source_knobs": report.get("knobs", {}),  # the source's full configuration
             "key": point.key,
             "method": point.method,
-            "knobs": point.knobs,
+            "knobs": point.knobs,  # what this sweep varied
             "seed": point.seed,
-            **report,
             "sweep_wall_time_s": time.perf_counter() - start,
         }
         append_row(path, row)

@@ -53,7 +53,7 @@ def summarize(rows: list[dict[str, Any]], metric: str) -> list[Entry]:
         entries.append(Entry(
             method=method,
             knobs=json.loads(knobs),
-            trainable=group[0]["trainable"],
+            trainable=group[0]["trainable_params"],
             compression_ratio=group[0]["compression_ratio"],
             cost=statistics.fmean(costs),
             cost_std=statistics.stdev(costs) if len(costs) > 1 else 0.0,
