@@ -53,6 +53,8 @@ class InMemoryImageDataModule(L.LightningDataModule):
 
     def __init__(self, *, batch_size: int, num_workers: int, augment: bool) -> None:
         super().__init__()
+        # Every subclass's constructor arguments go into checkpoints: `test --ckpt_path` needs nothing else.
+        self.save_hyperparameters()
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0:

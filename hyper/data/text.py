@@ -241,6 +241,7 @@ class CharDataModule(L.LightningDataModule):
             num_workers: DataLoader worker processes (0 is fine: a batch is one slice).
         """
         super().__init__()
+        self.save_hyperparameters()  # checkpoints carry the data configuration
         if format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
         if path is None and format == "ptb":

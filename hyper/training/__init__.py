@@ -5,6 +5,15 @@ using the module or the report costs no argument parser.
 """
 
 from hyper.training.classification import ImageClassifier, kernel_penalty
+from hyper.training.language_model import BitsPerCharacter, CharLanguageModel
 from hyper.training.report import RunReport, describe_network, format_report
 
-__all__ = ["ImageClassifier", "RunReport", "describe_network", "format_report", "kernel_penalty"]
+__all__ = [
+    "BitsPerCharacter",
+    "CharLanguageModel",
+    "ImageClassifier",
+    "RunReport",
+    "describe_network",
+    "format_report",
+    "kernel_penalty",
+]

@@ -18,6 +18,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from hyper import count_parameters
+from hyper.training.distillation import check_distillation, distillation_loss, load_teacher, teacher_logits
 from hyper.training.schedules import Schedule, build_scheduler, check_schedule
 
 # Lightning's ``OptimizerCallable`` spelled out, so that the module needs no argument parser:
@@ -45,6 +46,10 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: label smoothing of the training cross-entropy, in [0, 1).
         kernel_l2: coefficient c of the penalty c * sum(w**2) / 2 over the generated kernels
             (its gradient is c * w: weight decay on the kernels); the paper uses 0.0005.
+        teacher: checkpoint of a trained ImageClassifier to distil from (None: no teacher).
+            Training then mixes its soft targets with the labels (see ``distill_*``).
+        distill_temperature: T, the softmax temperature of the soft targets.
+        distill_weight: w, the share of the soft-target term; 1 - w goes to the labels.
     """
 
     def __init__(
@@ -57,10 +62,14 @@ class ImageClassifier(L.LightningModule):
         gamma: float = 0.2,
         label_smoothing: float = 0.0,
         kernel_l2: float = 0.0,
+        teacher: str | None = None,
+        distill_temperature: float = 4.0,
+        distill_weight: float = 0.9,
     ) -> None:
         super().__init__()
         check_schedule(schedule=schedule, milestones=milestones, gamma=gamma)
         _check_loss_options(network, label_smoothing, kernel_l2)
+        check_distillation(distill_temperature, distill_weight)
         self.save_hyperparameters(ignore=_unsaveable_outside_cli())
         self.network = network
         self.make_optimizer = optimizer
@@ -69,6 +78,11 @@ class ImageClassifier(L.LightningModule):
         self.gamma = gamma
         self.label_smoothing = label_smoothing
         self.kernel_l2 = kernel_l2
+        self.teacher_path = teacher
+        self.distill_temperature = distill_temperature
+        self.distill_weight = distill_weight
+        # Loaded for fit only, and kept outside the module tree: never optimised, never saved.
+        self._teacher: nn.Module | None = None
 
     def forward(self, images: Tensor) -> Tensor:  # (B, C, H, W) -> (B, num_classes)
         return self.network(images)
@@ -99,6 +113,11 @@ class ImageClassifier(L.LightningModule):
             self.test_metrics = metrics.clone(prefix="test_")
 
     def on_fit_start(self) -> None:
+        if self.teacher_path is not None and self._teacher is None:
+            # Not nn.Module's setattr: that would register the teacher as a submodule.
+            object.__setattr__(self, "_teacher", load_teacher(self.teacher_path))
+        if self._teacher is not None:
+            self._teacher.to(self.device)
         counts = count_parameters(self.network)
         sizes = {
             "params_trainable": counts.trainable,
@@ -111,7 +130,7 @@ class ImageClassifier(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
         logits, penalty = self.logits_and_penalty(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        loss = self._fit_loss(images, logits, labels)
         self.log("train_loss", loss, prog_bar=True)
         if penalty is not None:
             self.log("train_kernel_l2", penalty)
@@ -141,6 +160,18 @@ class ImageClassifier(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _fit_loss(self, images: Tensor, logits: Tensor, labels: Tensor) -> Tensor:
+        if self._teacher is None:
+            return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        return distillation_loss(
+            logits,
+            teacher_logits(self._teacher, images),
+            labels,
+            temperature=self.distill_temperature,
+            weight=self.distill_weight,
+            label_smoothing=self.label_smoothing,
+        )
 
     def logits_and_penalty(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
         """Logits (B, num_classes) and the kernel L2 penalty (None when ``kernel_l2`` is 0)."""

@@ -15,6 +15,7 @@ data files) prints one ``error:`` line and exits with status 2, leaving no run d
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import re
@@ -90,6 +91,11 @@ class HyperCLI(LightningCLI):
             "checkpoint.save_last": True,
         })
         parser.add_lightning_class_args(RunReport, "report")
+        # A character model's vocabulary is the data's: read off the DataModule when both are
+        # built (configs that lack either end, image classification, are left alone).
+        parser.link_arguments(
+            "data.vocab_size", "model.init_args.network.init_args.vocab_size", apply_on="instantiate"
+        )
         parser.add_argument(
             "--threads",
             type=Optional[PositiveInt],
@@ -102,6 +108,7 @@ class HyperCLI(LightningCLI):
         threads = self._get(self.config, "threads")
         if threads is not None:
             torch.set_num_threads(threads)
+        self._monitor_the_model()
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         self._check_data()  # model and data exist, nothing is written yet: the time to refuse
@@ -128,6 +135,17 @@ class HyperCLI(LightningCLI):
         check_data = getattr(self.model, "check_data", None)
         if check_data is not None:
             check_data(self.datamodule)
+
+    def _monitor_the_model(self) -> None:
+        """A module's own ``checkpoint_monitor`` (name, mode) replaces the default ``val_acc``."""
+        checkpoint = self._get(self.config, "checkpoint")
+        model = self._get(self.config, "model")
+        if checkpoint is None or checkpoint.monitor != "val_acc" or not getattr(model, "class_path", None):
+            return
+        module, _, name = model.class_path.rpartition(".")
+        monitor = getattr(getattr(importlib.import_module(module), name, None), "checkpoint_monitor", None)
+        if monitor is not None:
+            checkpoint.monitor, checkpoint.mode = monitor
 
     def _run_name(self) -> str:
         network = getattr(self.model, "network", self.model)

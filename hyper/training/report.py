@@ -16,15 +16,20 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelPruning
 from torch import nn
 
 from hyper import count_parameters
 
 
-def describe_network(network: nn.Module) -> dict[str, Any]:
-    """The model's part of a report row: class, arguments, weight source, knobs, parameter counts."""
-    counts = count_parameters(network)
+def describe_network(network: nn.Module, *, pruned: bool = False) -> dict[str, Any]:
+    """The model's part of a report row: class, arguments, weight source, knobs, parameter counts.
+
+    Args:
+        network: the network.
+        pruned: count trainable parameters on non-zero weights (a magnitude-pruned network).
+    """
+    counts = count_parameters(network, nonzero=pruned)
     spec = getattr(network, "spec", None)
     config = {k: v for k, v in getattr(network, "config", {}).items() if k != "source"}
     return {
@@ -35,6 +40,7 @@ def describe_network(network: nn.Module) -> dict[str, Any]:
         "trainable_params": counts.trainable,
         "plain_equivalent_params": counts.plain_equivalent,
         "compression_ratio": counts.compression_ratio,
+        **({"pruned": True} if pruned else {}),
     }
 
 
@@ -122,7 +128,7 @@ class RunReport(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         wall = _now(pl_module) - self._clock.pop("fit")
         train_time = max(wall - self._clock["validation"], 1e-9)
-        self.row.update(describe_network(pl_module.network))
+        self.row.update(describe_network(pl_module.network, pruned=_pruning(trainer)))
         self.row.update(_metrics(trainer, "val_"))
         self.row.update(_best(trainer))
         self.row.update({
@@ -140,7 +146,7 @@ class RunReport(Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test_time = _now(pl_module) - self._clock.pop("test")
         if "model" not in self.row:  # a test on its own
-            self.row.update(describe_network(pl_module.network))
+            self.row.update(describe_network(pl_module.network, pruned=_pruning(trainer)))
         self.row.update(_metrics(trainer, "test_"))
         self.row.update({"test_time_s": test_time, "tested_checkpoint": trainer.ckpt_path})
         self._finished = True
@@ -163,6 +169,11 @@ class RunReport(Callback):
             temporary.write_text(json.dumps(jsonable(self.row), indent=2) + "\n")
             os.replace(temporary, path)
         print(format_report({**self.row, "report": str(path) if path else None}), flush=True)
+
+
+def _pruning(trainer: L.Trainer) -> bool:
+    """Whether a pruning callback shapes this run: its counts are then of non-zero weights."""
+    return any(isinstance(callback, ModelPruning) for callback in trainer.callbacks)
 
 
 def _now(pl_module: L.LightningModule) -> float:

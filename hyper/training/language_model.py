@@ -1,0 +1,209 @@
+"""Character-level language modelling as a LightningModule: truncated BPTT and bits per character.
+
+The network (``models.CharRNN``: tokens (B, T) → logits (B, T, V), state) is injected. Batches
+come from ``hyper.data.CharDataModule`` in stream order: batch k+1 continues batch k in each of
+the B streams, so the hidden state left by one training batch is carried into the next with its
+graph cut (truncated backpropagation through time), and starts from zero when an epoch or an
+evaluation loop starts over at window 0. Gradient clipping is the Trainer's own
+(``trainer.gradient_clip_val``). The loss is cross-entropy in nats; the metric is bits per
+character, token-weighted over a whole loop (evaluation's last window is shorter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import Metric, MetricCollection
+
+from hyper import GeneratedNetwork, ParameterCount, count_parameters
+from hyper.training.classification import OptimizerCallable, _unsaveable_outside_cli
+from hyper.training.schedules import Schedule, build_scheduler, check_schedule
+
+State = tuple[Tensor, ...]
+LN2 = math.log(2.0)
+
+
+class BitsPerCharacter(Metric):
+    """Bits per character: summed cross-entropy over every scored token ÷ tokens ÷ ln 2.
+
+    Token-weighted, so a loop whose batches differ in length (a short last window) gives the
+    same value as one pass over all its tokens.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # float64: millions of per-token losses are summed before the one division
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, targets: Tensor) -> None:
+        """logits (..., V), targets (...) int64."""
+        nll = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction="sum")
+        self.nll += nll.detach().double()
+        self.tokens += targets.numel()
+
+    def compute(self) -> Tensor:
+        return (self.nll / self.tokens / LN2).float()
+
+
+class CharLanguageModel(L.LightningModule):
+    """Train a next-character model with truncated BPTT; bits per character per stage.
+
+    Args:
+        network: tokens (B, T) int64 → (logits (B, T, vocab_size), state), with a
+            ``vocab_size`` attribute: ``models.CharRNN`` with any recurrent core. Its
+            ``vocab_size`` must be the data's (the vocabulary of the training split plus
+            ``<unk>``); the run refuses to start otherwise and says the right number.
+        optimizer: optimiser over all parameters, e.g. ``torch.optim.Adam`` with ``lr``.
+        schedule: learning rate over the run, stepped every optimiser step: ``constant``,
+            ``cosine`` (to zero) or ``multistep`` (times ``gamma`` at each milestone).
+        milestones: fractions of the run at which ``multistep`` decays the learning rate.
+        gamma: the ``multistep`` decay factor.
+    """
+
+    # The checkpoint callback's default for this module (read by the command line).
+    checkpoint_monitor = ("val_bpc", "min")
+
+    def __init__(
+        self,
+        *,
+        network: nn.Module,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        schedule: Schedule = "constant",
+        milestones: Sequence[float] = (0.5, 0.75),
+        gamma: float = 0.1,
+    ) -> None:
+        super().__init__()
+        check_schedule(schedule=schedule, milestones=milestones, gamma=gamma)
+        if not isinstance(getattr(network, "vocab_size", None), int):
+            raise ValueError(f"network must have an integer vocab_size (a CharRNN), got {type(network).__name__}")
+        self.save_hyperparameters(ignore=_unsaveable_outside_cli())
+        self.network = network
+        self.make_optimizer = optimizer
+        self.schedule = schedule
+        self.milestones = tuple(milestones)
+        self.gamma = gamma
+        metrics = MetricCollection({"bpc": BitsPerCharacter()})
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+        self.hidden: State | None = None  # the state the next batch of this loop starts from
+        self._train_hidden: State | None = None  # kept while a validation loop runs mid-epoch
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        return self.network(tokens, state)  # (B, T) -> (B, T, V), state
+
+    def check_data(self, datamodule: L.LightningDataModule) -> None:
+        """Raise ValueError unless the network's vocabulary is the size of ``datamodule``'s."""
+        data_size = getattr(datamodule, "vocab_size", None)
+        if data_size is None:
+            raise ValueError(
+                f"CharLanguageModel needs character data with a vocab_size (hyper.data.CharDataModule), "
+                f"got {type(datamodule).__name__}"
+            )
+        if self.network.vocab_size != data_size:
+            raise ValueError(
+                f"network.vocab_size is {self.network.vocab_size} but {type(datamodule).__name__} has "
+                f"vocab_size={data_size} (its characters plus <unk>): set network.vocab_size to {data_size}"
+            )
+
+    def setup(self, stage: str) -> None:
+        if self.trainer.datamodule is not None:
+            self.check_data(self.trainer.datamodule)
+
+    def on_fit_start(self) -> None:
+        counts = parameter_count(self.network)
+        sizes = {
+            "params_trainable": counts.trainable,
+            "params_plain_equivalent": counts.plain_equivalent,
+            "compression_ratio": counts.compression_ratio,
+        }
+        for logger in self.loggers:
+            logger.log_metrics(sizes, step=0)
+
+    # Each loop starts at window 0 of its streams: the state of another loop (or of the last
+    # epoch's final window) is not this batch's past.
+    def on_train_epoch_start(self) -> None:
+        self.hidden = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._train_hidden, self.hidden = self.hidden, None
+
+    def on_validation_epoch_end(self) -> None:
+        self.hidden, self._train_hidden = self._train_hidden, None
+
+    def on_test_epoch_start(self) -> None:
+        self.hidden = None
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        tokens, targets = batch  # (B, T) each
+        logits = self._continue(tokens)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # nats per character
+        self.log("train_loss", loss, prog_bar=True)
+        self.train_metrics.update(logits, targets)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.make_optimizer(self.parameters())
+        scheduler = build_scheduler(
+            optimizer,
+            schedule=self.schedule,
+            total_steps=self.trainer.estimated_stepping_batches,
+            milestones=self.milestones,
+            gamma=self.gamma,
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _continue(self, tokens: Tensor) -> Tensor:
+        """Logits (B, T, V) of the batch that continues the last one; keeps its final state."""
+        logits, state = self.network(tokens, self.hidden)
+        self.hidden = tuple(s.detach() for s in state)  # the values carry on, the graph stops here
+        return logits
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, stage: str) -> None:
+        tokens, targets = batch
+        logits = self._continue(tokens)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        # batch_size = tokens: the epoch's mean loss is then token-weighted like the bpc
+        self.log(f"{stage}_loss", loss, batch_size=targets.numel(), sync_dist=True)
+        metrics.update(logits, targets)
+        self.log_dict(metrics, prog_bar=True)
+
+
+def parameter_count(network: nn.Module) -> ParameterCount:
+    """``count_parameters`` of a network whose generated weights may sit in a submodule.
+
+    A CharRNN around a static-hyper core (a ``GeneratedNetwork``) is itself a plain module, so
+    its plain-equivalent is its own parameters with each generated core's trainable parameters
+    replaced by that core's plain-equivalent.
+    """
+    counts = count_parameters(network)
+    if isinstance(network, GeneratedNetwork):
+        return counts
+    cores = [m for m in network.modules() if isinstance(m, GeneratedNetwork)]
+    cores = [m for m in cores if not any(m is not c and _contains(c, m) for c in cores)]  # outermost
+    extra = sum(count_parameters(m).plain_equivalent - count_parameters(m).trainable for m in cores)
+    return ParameterCount(counts.trainable, counts.plain_equivalent + extra, counts.breakdown)
+
+
+def _contains(outer: nn.Module, inner: nn.Module) -> bool:
+    return any(m is inner for m in outer.modules())
