@@ -71,3 +71,31 @@ def test_paper_recipes() -> None:
     for cli in (hyper, build(CONFIG_DIR / "cifar10_wrn40_1.yaml")):
         data = cli.datamodule
         assert (data.batch_size, data.val_size, cli.trainer.max_epochs) == (128, 5000, 200)
+
+
+SWEEPS = sorted((CONFIG_DIR / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda path: path.stem)
+def test_every_sweep_point_builds(path: Path) -> None:
+    from hyper.sweeps import load_sweep
+
+    points = load_sweep(path).points()
+    sources = set()
+    for point in points:
+        cli = HyperCLI(args=point.config, run=False)
+        network = cli.model.network
+        sources.add(getattr(network.spec, "name", None))
+        if point.method == "pruned":
+            assert any(type(c).__name__ == "MagnitudePruning" for c in cli.trainer.callbacks)
+    assert {"hyper", "plain", "tied", "lowrank", "templates"} <= sources
+
+
+def test_digits_sweep_covers_the_issue() -> None:
+    from hyper.sweeps import load_sweep
+
+    points = load_sweep(CONFIG_DIR / "sweeps" / "digits.yaml").points()
+    sizes = [p.knobs["embedding_dim"] for p in points if p.method == "hyper"]
+    assert len(sizes) >= 5
+    for method in ("lowrank", "templates", "pruned"):
+        assert 2 <= sum(p.method == method for p in points) <= 3

@@ -126,3 +126,13 @@ def test_bad_sweep_files(tmp_path):
         load_sweep(tmp_path / "b.yaml")
     with pytest.raises(FileNotFoundError, match="sweep file not found"):
         load_sweep(tmp_path / "missing.yaml")
+
+
+def test_set_path_indexes_lists():
+    from hyper.sweeps.grid import set_path
+
+    config = {"trainer": {"callbacks": [{"class_path": "X"}]}}
+    set_path(config, "trainer.callbacks.0.init_args.amount", 0.5)
+    assert config == {"trainer": {"callbacks": [{"class_path": "X", "init_args": {"amount": 0.5}}]}}
+    with pytest.raises(ValueError, match="not an index"):
+        set_path(config, "trainer.callbacks.3.x", 1)

@@ -8,14 +8,18 @@ A sweep file (YAML)::
     overrides: {trainer.max_epochs: 10}          # applied to every point
     methods:
       - name: hyper                              # a line on the plot
-        set: {model.init_args.tying_groups: null}
-        vary: {model.init_args.embedding_dim: [4, 8, 16]}
-      - name: lowrank
-        set: {model: {class_path: models.WideResNet, init_args: {source: {class_path: hyper.LowRank}}}}
-        vary: {model.init_args.source.init_args.rank: [1, 2]}
+        vary: {model.init_args.network.init_args.embedding_dim: [4, 8, 16]}
+      - name: lowrank                            # swaps the whole network
+        set: {model.init_args.network: {class_path: models.WideResNet,
+              init_args: {depth: 16, source: {class_path: hyper.LowRank}}}}
+        vary: {model.init_args.network.init_args.source.init_args.rank: [1, 2]}
+      - name: pruned
+        set: {trainer.callbacks: [{class_path: hyper.training.pruning.MagnitudePruning}]}
+        vary: {trainer.callbacks.0.init_args.amount: [0.5, 0.9]}
 
 Keys are dotted paths into the config; a value *replaces* what is there (a dict too, so a
-method can swap the whole model). Within a method, ``vary`` is a Cartesian product; the points
+method can swap the whole model). Top-level keys starting with ``_`` are ignored: a place to
+define YAML anchors (``_wrn: &wrn {...}``) that methods reuse. Within a method, ``vary`` is a Cartesian product; the points
 are every method's products, times the seeds, in file order.
 """
 
@@ -96,7 +100,8 @@ def load_sweep(path: str | Path) -> Sweep:
     if not path.is_file():
         raise FileNotFoundError(f"sweep file not found: {path}")
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"base", "methods", "seeds", "overrides", "metric"}
+    # Keys starting with "_" are free: a place to define YAML anchors the methods reuse.
+    unknown = {key for key in spec if not key.startswith("_")} - {"base", "methods", "seeds", "overrides", "metric"}
     if unknown:
         raise ValueError(f"{path}: unknown sweep keys {sorted(unknown)}; allowed: base, methods, seeds, overrides, metric")
     if not spec.get("methods"):
@@ -132,14 +137,29 @@ def shard(points: list[Point], index: int, count: int) -> list[Point]:
 
 
 def set_path(config: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``config["a"]["b"] = value`` for ``path="a.b"``, creating dicts on the way."""
+    """Set ``config["a"]["b"] = value`` for ``path="a.b"``, creating dicts on the way.
+
+    A number indexes an existing list: ``trainer.callbacks.0.init_args.amount``.
+    """
     *parents, last = path.split(".")
-    node = config
+    node: Any = config
     for part in parents:
-        if not isinstance(node.get(part), dict):
+        if isinstance(node, list):
+            node = node[_index(node, part, path)]
+            continue
+        if not isinstance(node.get(part), (dict, list)):
             node[part] = {}
         node = node[part]
-    node[last] = value
+    if isinstance(node, list):
+        node[_index(node, last, path)] = value
+    else:
+        node[last] = value
+
+
+def _index(node: list, part: str, path: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ValueError(f"{path}: {part!r} is not an index of a list of {len(node)}")
+    return int(part)
 
 
 def _product(vary: dict[str, list[Any]]) -> list[dict[str, Any]]:
