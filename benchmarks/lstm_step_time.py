@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -36,6 +35,7 @@ from torch import nn
 
 from models.char_model import CharRNN
 from models.lstm import LSTMUpdate
+from timing import interleaved_times  # benchmarks/timing.py, beside this script
 
 CORE_LABELS = {"hyper_lstm": "HyperLSTM", "ln_lstm": "LN-LSTM", "lstm": "nn.LSTM"}
 
@@ -74,20 +74,6 @@ def training_step(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor)
         optimiser.step()
 
     return step
-
-
-def interleaved_times(
-    runs: dict[str, Callable[[], None]], rounds: int, warmup: int
-) -> dict[str, list[float]]:
-    """Seconds per call of each run, timed round-robin after ``warmup`` untimed rounds."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(warmup + rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if r >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
 
 
 def report(times: dict[str, list[float]], params: dict[str, int], baseline: str) -> str:

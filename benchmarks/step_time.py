@@ -21,7 +21,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
@@ -30,6 +29,7 @@ from torch import nn
 
 from hyper import materialize
 from models import create_model
+from timing import interleaved_times  # benchmarks/timing.py, beside this script
 
 
 def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -55,14 +55,7 @@ def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 def interleaved_medians(runs: dict[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, float]:
     """Median seconds per call of each run, timed round-robin."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(warmup + rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if r >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in interleaved_times(runs, rounds, warmup).items()}
 
 
 def report(title: str, medians: dict[str, float], baseline: str, target: float) -> None:

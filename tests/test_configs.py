@@ -77,12 +77,13 @@ SWEEPS = sorted((CONFIG_DIR / "sweeps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda path: path.stem)
-def test_every_sweep_point_builds(path: Path) -> None:
+def test_every_sweep_method_builds(path: Path) -> None:
     from hyper.sweeps import load_sweep
 
     points = load_sweep(path).points()
+    first_of_each_method = {point.method: point for point in reversed(points)}.values()
     sources = set()
-    for point in points:
+    for point in first_of_each_method:  # one build per method: WRN-40-2 builds are not free
         cli = HyperCLI(args=point.config, run=False)
         network = cli.model.network
         sources.add(getattr(network.spec, "name", None))

@@ -11,14 +11,7 @@ SIZES = dict(input_size=I, hidden_size=H)
 HYPER = dict(hyper_size=HH, embedding_dim=NZ)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation (and, on a shared
-    machine, waits for a descheduled worker). Restored afterwards for other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def layer_norm(v, weight, bias, eps=1e-5):

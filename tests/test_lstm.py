@@ -15,14 +15,7 @@ SIZES = dict(input_size=I, hidden_size=H)
 HYPER = dict(hyper_size=6, hyper_embedding_dim=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation (and, on a shared
-    machine, waits for a descheduled worker). Restored afterwards for other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_core(name, num_layers=1):

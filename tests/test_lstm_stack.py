@@ -9,12 +9,7 @@ from models import LNLSTM, LSTMStack, StaticHyperLSTM
 I, H, L = 16, 32, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_plain_stack_is_the_ln_lstm():
