@@ -7,6 +7,10 @@ conv and linear weights are pruned once, globally by L1 magnitude, to ``amount``
 epoch ``prune_at_epoch``; training goes on with the mask fixed, and the pruning is made
 permanent (zeros in ordinary weights) in checkpoints and at the end. The run's report then
 counts trainable parameters on non-zero weights (``count_parameters(nonzero=True)``).
+
+When the weights are pruned, the checkpoint callbacks forget their best so far: a dense
+checkpoint from before pruning must not become the "best" model that the run tests, or the
+report would pair a dense network's accuracy with the pruned network's count.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelPruning
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelPruning
 from torch import nn
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -48,6 +53,20 @@ class MagnitudePruning(ModelPruning):
     def _is_pruning_epoch(self, epoch: int) -> bool:
         return epoch == self.prune_at_epoch
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        max_epochs = trainer.max_epochs
+        if stage == "fit" and max_epochs is not None and max_epochs >= 0 and self.prune_at_epoch >= max_epochs:
+            raise ValueError(
+                f"prune_at_epoch must be below trainer.max_epochs ({max_epochs}), got {self.prune_at_epoch}"
+            )
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._is_pruning_epoch(pl_module.current_epoch):
+            for checkpoint in trainer.checkpoint_callbacks:
+                _forget_best(checkpoint)
+
     @staticmethod
     def sanitize_parameters_to_prune(
         pl_module: L.LightningModule, parameters_to_prune: Sequence = (), parameter_names: Sequence[str] = ()
@@ -58,3 +77,12 @@ class MagnitudePruning(ModelPruning):
             for module in pl_module.modules()
             if isinstance(module, PRUNABLE) and isinstance(getattr(module, "weight", None), nn.Parameter)
         ]
+
+
+def _forget_best(checkpoint: ModelCheckpoint) -> None:
+    """Start the checkpoint's best-of tracking afresh (its files stay on disk)."""
+    checkpoint.best_k_models = {}
+    checkpoint.kth_best_model_path = ""
+    checkpoint.best_model_score = None
+    checkpoint.best_model_path = ""
+    checkpoint.kth_value = torch.tensor(float("inf") if checkpoint.mode == "min" else float("-inf"))
