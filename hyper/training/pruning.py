@@ -4,9 +4,15 @@ prune once and fine-tune.
 ModelPruning's defaults prune at the end of *every* epoch, and a float amount then compounds
 (0.5 a time empties a net in a few epochs); they also prune biases and norm gains. Here the
 conv and linear weights are pruned once, globally by L1 magnitude, to ``amount`` at the end of
-epoch ``prune_at_epoch``; training goes on with the mask fixed, and the pruning is made
+epoch ``prune_at_epoch`` (each layer by the same fraction, or ranked globally); training goes
+on with the mask fixed, and the pruning is made
 permanent (zeros in ordinary weights) in checkpoints and at the end. The run's report then
 counts trainable parameters on non-zero weights (``count_parameters(nonzero=True)``).
+
+Scope: ``layer`` (default) prunes every layer by ``amount``. ``global`` ranks all weights
+together, which at high sparsity empties whole layers whose initial scale is small (the wide
+late stages, the 1×1 shortcuts) and cuts the signal path: on the digits WRN-16-1, 90% global
+pruning fell to chance while 80% did not.
 
 When the weights are pruned, the checkpoint callbacks forget their best so far: a dense
 checkpoint from before pruning must not become the "best" model that the run tests, or the
@@ -16,6 +22,7 @@ report would pair a dense network's accuracy with the pruned network's count.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import lightning as L
 import torch
@@ -31,19 +38,30 @@ class MagnitudePruning(ModelPruning):
     Args:
         amount: fraction of those weights set to zero, in (0, 1).
         prune_at_epoch: the (0-based) epoch at whose end the weights are pruned.
+        scope: ``layer``: each layer loses ``amount`` of its weights; ``global``: the smallest
+            ``amount`` of all weights together go, wherever they are.
         verbose: 0 silent, 1 the sparsity once, 2 per layer (ModelPruning's).
     """
 
-    def __init__(self, *, amount: float = 0.5, prune_at_epoch: int = 0, verbose: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        amount: float = 0.5,
+        prune_at_epoch: int = 0,
+        scope: Literal["layer", "global"] = "layer",
+        verbose: int = 0,
+    ) -> None:
         if not 0.0 < amount < 1.0:
             raise ValueError(f"amount must be a fraction in (0, 1), got {amount!r}")
         if isinstance(prune_at_epoch, bool) or not isinstance(prune_at_epoch, int) or prune_at_epoch < 0:
             raise ValueError(f"prune_at_epoch must be a non-negative integer, got {prune_at_epoch!r}")
+        if scope not in ("layer", "global"):
+            raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         self.prune_at_epoch = prune_at_epoch
         super().__init__(
             pruning_fn="l1_unstructured",
             parameter_names=["weight"],
-            use_global_unstructured=True,
+            use_global_unstructured=scope == "global",
             amount=amount,
             apply_pruning=self._is_pruning_epoch,
             make_pruning_permanent=True,
