@@ -1,7 +1,8 @@
 """The compression-curve plot: cost against compression ratio, one line per method.
 
-x: compression ratio on a log axis; y: error (%) or the metric; every point labelled with its
-knob; the Pareto front drawn as a dashed step line through ringed points.
+x: compression ratio on a log axis; y: error (%) or the metric (log too when it spans more than
+10×); every point labelled with its knob; the Pareto front drawn as a dashed step line through
+ringed points.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def plot_curves(entries: list[Entry], metric: str, path: Path, title: str = "") 
     ax.scatter([e.compression_ratio for e in front], [e.cost for e in front], s=140,
                facecolors="none", edgecolors="black", linewidths=1)
     ax.set_xscale("log")
+    costs = [e.cost for e in entries]
+    if min(costs) > 0 and max(costs) / min(costs) > 10:
+        ax.set_yscale("log")  # a collapsed point (chance level) would squash the rest to the floor
     ax.set_xlabel("compression ratio (plain-equivalent / trainable parameters)")
     ax.set_ylabel(cost_name(metric))
     ax.set_title(title or "compression curve")
