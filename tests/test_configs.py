@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 
 from hyper import count_parameters
 from hyper.training.cli import HyperCLI
@@ -30,9 +31,21 @@ def keep_torch_threads():  # noqa: ANN201 - a preset may set `threads`: not for 
     torch.set_num_threads(threads)
 
 
-def build(path: Path) -> HyperCLI:
+def build(path: Path, *overrides: str) -> HyperCLI:
     # run=False: parse and instantiate only; nothing is fitted, no data is set up or read.
-    return HyperCLI(args=["--config", str(path)], run=False)
+    return HyperCLI(args=["--config", str(path), *overrides], run=False)
+
+
+def tiny_corpus(path: Path, folder: Path) -> list[str]:
+    """``--data.path`` to a tiny corpus for a character preset (its corpus is the user's to give,
+    and its vocabulary size is read off the data when the model is built); none for others."""
+    data = yaml.safe_load(path.read_text())["data"]
+    if not data["class_path"].endswith("CharDataModule"):
+        return []
+    ptb = data.get("init_args", {}).get("format") == "ptb"
+    corpus = folder / "corpus.txt"
+    corpus.write_text(("t h e _ c a t\n" if ptb else "the cat ") * 100)
+    return ["--data.path", str(corpus)]
 
 
 def test_the_presets_are_there() -> None:
@@ -41,8 +54,8 @@ def test_the_presets_are_there() -> None:
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda path: path.stem)
-def test_preset_builds_model_data_and_trainer(path: Path) -> None:
-    cli = build(path)
+def test_preset_builds_model_data_and_trainer(path: Path, tmp_path: Path) -> None:
+    cli = build(path, *tiny_corpus(path, tmp_path))
     assert isinstance(cli.model, L.LightningModule)
     assert isinstance(cli.datamodule, L.LightningDataModule)
     assert isinstance(cli.trainer, L.Trainer)

@@ -2,7 +2,8 @@
 
 Subcommands are Lightning's (``fit``, ``validate``, ``test``, ``predict``) plus ``run``: fit,
 then test the best checkpoint, then report; ``sweep`` and ``plot`` (``hyper.training.sweep_cli``)
-run many configs and draw their curves. ``python train.py`` with no arguments is
+run many configs and draw their curves; ``sample`` (``hyper.training.sampling``) prints text from
+a character model's checkpoint. ``python train.py`` with no arguments is
 ``run --config configs/default.yaml``; options without a subcommand run the default config with
 those overrides. Every run gets a checkpoint callback on the validation metric (best + last),
 the report callback, and CSV (+ TensorBoard) loggers in ``runs/NAME/version_N/``.
@@ -205,7 +206,11 @@ def one_line(error: BaseException) -> str:
 
 
 def _sweep_command(args: Sequence[str]) -> Callable[[Sequence[str]], None] | None:
-    """``sweep`` and ``plot``: commands over many runs, outside LightningCLI."""
+    """``sweep`` and ``plot`` (commands over many runs) and ``sample``: outside LightningCLI."""
+    if args and args[0] == "sample":
+        from hyper.training.sampling import sample_command
+
+        return sample_command
     if not args or args[0] not in ("sweep", "plot"):
         return None
     from hyper.training.sweep_cli import COMMANDS  # the sweep code and matplotlib only when asked

@@ -7,6 +7,9 @@ graph cut (truncated backpropagation through time), and starts from zero when an
 evaluation loop starts over at window 0. Gradient clipping is the Trainer's own
 (``trainer.gradient_clip_val``). The loss is cross-entropy in nats; the metric is bits per
 character, token-weighted over a whole loop (evaluation's last window is shorter).
+
+One device only: under DDP each rank would be handed every other window of the streams, so the
+state carried from one batch to the next would not be that batch's past.
 """
 
 from __future__ import annotations
@@ -62,8 +65,9 @@ class CharLanguageModel(L.LightningModule):
     Args:
         network: tokens (B, T) int64 → (logits (B, T, vocab_size), state), with a
             ``vocab_size`` attribute: ``models.CharRNN`` with any recurrent core. Its
-            ``vocab_size`` must be the data's (the vocabulary of the training split plus
-            ``<unk>``); the run refuses to start otherwise and says the right number.
+            ``vocab_size`` must be the data's (the characters of the training split plus
+            ``<unk>``): train.py reads it off the data (a value in a config is replaced);
+            built in Python, a mismatch is refused with the right number.
         optimizer: optimiser over all parameters, e.g. ``torch.optim.Adam`` with ``lr``.
         schedule: learning rate over the run, stepped every optimiser step: ``constant``,
             ``cosine`` (to zero) or ``multistep`` (times ``gamma`` at each milestone).
@@ -71,7 +75,8 @@ class CharLanguageModel(L.LightningModule):
         gamma: the ``multistep`` decay factor.
     """
 
-    # The checkpoint callback's default for this module (read by the command line).
+    # The metric and mode train.py's checkpoint callback follows for this module, in place of
+    # its default (val_acc, max), so a config need not restate them.
     checkpoint_monitor = ("val_bpc", "min")
 
     def __init__(
