@@ -63,28 +63,45 @@ class ParameterCount:
 def count_parameters(model: nn.Module, *, nonzero: bool = False) -> ParameterCount:
     """Count ``model``'s parameters; any nn.Module works (a plain one has ratio 1).
 
+    Generated networks are found anywhere inside ``model`` (a ``StaticHyperLSTM`` core inside a
+    character model counts as generated, its embedding and head as not generated).
+
     Args:
         model: the model.
         nonzero: count only non-zero trainable entries (magnitude-pruned networks).
     """
     if nonzero:
         return _count_nonzero(model)
-    trainable = _trainable(model)
-    if not isinstance(model, GeneratedNetwork):
-        total = sum(p.numel() for p in model.parameters())
-        return ParameterCount(trainable, total, {"direct weights": trainable})
-    generated = {layer.name for layer in model.layers}
-    breakdown = dict(model.source.parameter_parts())
-    in_target = _named_parameters(model.target)
-    direct = sum(p.numel() for name, p in in_target.items() if name in generated and p.requires_grad)
-    if direct:
-        breakdown["direct weights"] = breakdown.get("direct weights", 0) + direct
-    breakdown["not generated"] = sum(
-        p.numel() for name, p in in_target.items() if name not in generated and p.requires_grad
-    )
-    removed = sum(layer.numel for layer in model.layers if layer.name not in in_target)
-    plain = sum(p.numel() for p in in_target.values()) + removed
-    return ParameterCount(trainable, plain, breakdown)
+    generated = [m for m in model.modules() if isinstance(m, GeneratedNetwork)]
+    layer_names = {id(p) for g in generated for p in _generated_in_target(g)}
+    breakdown: dict[str, int] = {}
+    for network in generated:
+        for part, n in network.source.parameter_parts().items():
+            breakdown[part] = breakdown.get(part, 0) + n
+    sources = {id(p) for g in generated for p in g.source.parameters()}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in sources]
+    if not generated:
+        breakdown["direct weights"] = sum(p.numel() for p in rest)
+    else:
+        direct = sum(p.numel() for p in rest if id(p) in layer_names)  # the plain source's layers
+        if direct:
+            breakdown["direct weights"] = breakdown.get("direct weights", 0) + direct
+        breakdown["not generated"] = sum(p.numel() for p in rest if id(p) not in layer_names)
+    removed = sum(_removed(g) for g in generated)
+    plain = sum(p.numel() for p in model.parameters() if id(p) not in sources) + removed
+    return ParameterCount(_trainable(model), plain, breakdown)
+
+
+def _generated_in_target(network: GeneratedNetwork) -> list[nn.Parameter]:
+    """The generated layers' weights that still sit in the target (the plain source's)."""
+    in_target = _named_parameters(network.target)
+    return [in_target[layer.name] for layer in network.layers if layer.name in in_target]
+
+
+def _removed(network: GeneratedNetwork) -> int:
+    """Weights the source replaced: removed from the target, still plain-equivalent."""
+    in_target = _named_parameters(network.target)
+    return sum(layer.numel for layer in network.layers if layer.name not in in_target)
 
 
 def _named_parameters(module: nn.Module) -> dict[str, nn.Parameter]:

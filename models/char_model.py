@@ -88,6 +88,7 @@ class CharRNN(nn.Module):
         check_positive("embedding_size", embedding_size)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        core_name = core if isinstance(core, str) else type(core).__name__
         if not isinstance(core, nn.Module):
             core = build_core(
                 core,
@@ -98,6 +99,11 @@ class CharRNN(nn.Module):
                 hyper_embedding_dim=hyper_embedding_dim,
             )
         self.vocab_size = vocab_size
+        # What a report or a run's name shows of this model (the core by class when it was built).
+        self.config = dict(
+            vocab_size=vocab_size, core=core_name, hidden_size=core.hidden_size,
+            num_layers=getattr(core, "num_layers", num_layers), embedding_size=core.input_size, dropout=dropout,
+        )
         self.embedding = nn.Embedding(vocab_size, core.input_size)
         self.dropout = nn.Dropout(dropout)
         self.core = core

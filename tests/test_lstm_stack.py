@@ -68,3 +68,16 @@ def test_initial_scale_matches_the_plain_lstm():
 def test_tile_must_divide():
     with pytest.raises(ValueError, match="tile_channels"):
         StaticHyperLSTM(input_size=10, hidden_size=H)
+
+
+def test_a_generated_core_inside_a_char_model_is_counted_as_generated():
+    from models import CharRNN
+
+    core = StaticHyperLSTM(input_size=I, hidden_size=H, num_layers=2, embedding_dim=4)
+    model = CharRNN(vocab_size=11, core=core)
+    inner, outer = count_parameters(core), count_parameters(model)
+    head_and_embedding = 11 * I + (H * 11 + 11)
+    assert outer.trainable == inner.trainable + head_and_embedding
+    assert outer.plain_equivalent == inner.plain_equivalent + head_and_embedding
+    assert outer.breakdown["not generated"] == inner.breakdown["not generated"] + head_and_embedding
+    assert model.config["core"] == "StaticHyperLSTM" and model.config["hidden_size"] == H

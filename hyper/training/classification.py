@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from hyper import count_parameters
 from hyper.training.distillation import check_distillation, distillation_loss, load_teacher, teacher_logits
-from hyper.training.schedules import Schedule, build_scheduler, check_schedule
+from hyper.training.schedules import Schedule, check_schedule, optimizers_config
 
 # Lightning's ``OptimizerCallable`` spelled out, so that the module needs no argument parser:
 # a config gives ``class_path: torch.optim.SGD`` and ``init_args`` without the parameters.
@@ -149,17 +149,7 @@ class ImageClassifier(L.LightningModule):
         return self.network(batch[0]).softmax(dim=-1)  # (B, num_classes) class probabilities
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.make_optimizer(self.parameters())
-        scheduler = build_scheduler(
-            optimizer,
-            schedule=self.schedule,
-            total_steps=self.trainer.estimated_stepping_batches,
-            milestones=self.milestones,
-            gamma=self.gamma,
-        )
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizers_config(self)
 
     def _fit_loss(self, images: Tensor, logits: Tensor, labels: Tensor) -> Tensor:
         if self._teacher is None:

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 
-from hyper import GeneratedNetwork, ParameterCount, count_parameters
+from hyper import count_parameters
 from hyper.training.classification import OptimizerCallable, _unsaveable_outside_cli
-from hyper.training.schedules import Schedule, build_scheduler, check_schedule
+from hyper.training.schedules import Schedule, check_schedule, optimizers_config
 
 State = tuple[Tensor, ...]
 LN2 = math.log(2.0)
@@ -127,7 +127,7 @@ class CharLanguageModel(L.LightningModule):
             self.check_data(self.trainer.datamodule)
 
     def on_fit_start(self) -> None:
-        counts = parameter_count(self.network)
+        counts = count_parameters(self.network)
         sizes = {
             "params_trainable": counts.trainable,
             "params_plain_equivalent": counts.plain_equivalent,
@@ -166,17 +166,7 @@ class CharLanguageModel(L.LightningModule):
         self._evaluate(batch, self.test_metrics, "test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.make_optimizer(self.parameters())
-        scheduler = build_scheduler(
-            optimizer,
-            schedule=self.schedule,
-            total_steps=self.trainer.estimated_stepping_batches,
-            milestones=self.milestones,
-            gamma=self.gamma,
-        )
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizers_config(self)
 
     def _continue(self, tokens: Tensor) -> Tensor:
         """Logits (B, T, V) of the batch that continues the last one; keeps its final state."""
@@ -192,23 +182,3 @@ class CharLanguageModel(L.LightningModule):
         self.log(f"{stage}_loss", loss, batch_size=targets.numel(), sync_dist=True)
         metrics.update(logits, targets)
         self.log_dict(metrics, prog_bar=True)
-
-
-def parameter_count(network: nn.Module) -> ParameterCount:
-    """``count_parameters`` of a network whose generated weights may sit in a submodule.
-
-    A CharRNN around a static-hyper core (a ``GeneratedNetwork``) is itself a plain module, so
-    its plain-equivalent is its own parameters with each generated core's trainable parameters
-    replaced by that core's plain-equivalent.
-    """
-    counts = count_parameters(network)
-    if isinstance(network, GeneratedNetwork):
-        return counts
-    cores = [m for m in network.modules() if isinstance(m, GeneratedNetwork)]
-    cores = [m for m in cores if not any(m is not c and _contains(c, m) for c in cores)]  # outermost
-    extra = sum(count_parameters(m).plain_equivalent - count_parameters(m).trainable for m in cores)
-    return ParameterCount(counts.trainable, counts.plain_equivalent + extra, counts.breakdown)
-
-
-def _contains(outer: nn.Module, inner: nn.Module) -> bool:
-    return any(m is inner for m in outer.modules())

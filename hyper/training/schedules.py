@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
+from lightning import LightningModule
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR
 
@@ -47,3 +48,19 @@ def check_schedule(*, schedule: str, milestones: Sequence[float], gamma: float) 
         )
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+
+
+def optimizers_config(module: LightningModule) -> Any:
+    """``configure_optimizers``'s answer for a module with ``make_optimizer``, ``schedule``,
+    ``milestones`` and ``gamma``: the optimiser over all its parameters, stepped per step."""
+    optimizer = module.make_optimizer(module.parameters())
+    scheduler = build_scheduler(
+        optimizer,
+        schedule=module.schedule,
+        total_steps=module.trainer.estimated_stepping_batches,
+        milestones=module.milestones,
+        gamma=module.gamma,
+    )
+    if scheduler is None:
+        return optimizer
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
