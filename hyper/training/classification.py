@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from hyper import count_parameters
 from hyper.training.distillation import check_distillation, distillation_loss, load_teacher, teacher_logits
+from hyper.training.report import log_parameter_counts
 from hyper.training.schedules import Schedule, check_schedule, optimizers_config
 
 # Lightning's ``OptimizerCallable`` spelled out, so that the module needs no argument parser:
@@ -118,14 +118,7 @@ class ImageClassifier(L.LightningModule):
             object.__setattr__(self, "_teacher", load_teacher(self.teacher_path))
         if self._teacher is not None:
             self._teacher.to(self.device)
-        counts = count_parameters(self.network)
-        sizes = {
-            "params_trainable": counts.trainable,
-            "params_plain_equivalent": counts.plain_equivalent,
-            "compression_ratio": counts.compression_ratio,
-        }
-        for logger in self.loggers:
-            logger.log_metrics(sizes, step=0)
+        log_parameter_counts(self)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 
-from hyper import count_parameters
 from hyper.training.classification import OptimizerCallable, _unsaveable_outside_cli
+from hyper.training.report import log_parameter_counts
 from hyper.training.schedules import Schedule, check_schedule, optimizers_config
 
 State = tuple[Tensor, ...]
@@ -127,14 +127,7 @@ class CharLanguageModel(L.LightningModule):
             self.check_data(self.trainer.datamodule)
 
     def on_fit_start(self) -> None:
-        counts = count_parameters(self.network)
-        sizes = {
-            "params_trainable": counts.trainable,
-            "params_plain_equivalent": counts.plain_equivalent,
-            "compression_ratio": counts.compression_ratio,
-        }
-        for logger in self.loggers:
-            logger.log_metrics(sizes, step=0)
+        log_parameter_counts(self)
 
     # Each loop starts at window 0 of its streams: the state of another loop (or of the last
     # epoch's final window) is not this batch's past.

@@ -44,6 +44,18 @@ def describe_network(network: nn.Module, *, pruned: bool = False) -> dict[str, A
     }
 
 
+def log_parameter_counts(module: L.LightningModule) -> None:
+    """Log the module's network's trainable / plain-equivalent parameters and ratio, at step 0."""
+    counts = count_parameters(module.network)
+    sizes = {
+        "params_trainable": counts.trainable,
+        "params_plain_equivalent": counts.plain_equivalent,
+        "compression_ratio": counts.compression_ratio,
+    }
+    for logger in module.loggers:
+        logger.log_metrics(sizes, step=0)
+
+
 def jsonable(value: Any) -> Any:
     """``value`` with tuples as lists, dataclasses as dicts and unknown objects as their repr."""
     if is_dataclass(value) and not isinstance(value, type):
