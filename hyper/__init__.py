@@ -21,6 +21,7 @@ from hyper.sources import (
     source_from_name,
 )
 from hyper.tying import tie
+from hyper.wrap import Wrapped, wrap
 
 __all__ = [
     "SOURCES",
@@ -39,4 +40,6 @@ __all__ = [
     "materialize",
     "source_from_name",
     "tie",
+    "wrap",
+    "Wrapped",
 ]

@@ -1,4 +1,4 @@
-"""The paper's generator: two linear layers, shared by every tile of every generated layer.
+"""The paper's generator: two linear layers, shared by every tile of one kernel size.
 
 Ha, Dai & Le (2016), §3.1, with N_z = ``embedding_dim``, d = ``hidden_dim``, N_in = ``tile_in``,
 N_out = ``tile_out``, f = kernel size:
@@ -8,6 +8,14 @@ N_out = ``tile_out``, f = kernel size:
     tile  = [K_1 … K_{N_in}]                 (N_out, N_in, f, f)
 
 Parameters: d (N_z + 1) N_in + f² N_out (d + 1).
+
+Both maps are linear (the paper puts no nonlinearity between them), so a tile is also
+z · (W_i W_out) + (B_i W_out + B_out): one (N_z → tile) matrix, folded from the two each call.
+For T tiles that costs N_z·d·N_in·N_out·f² once plus T·N_z·N_in·N_out·f², against
+T·N_in·d·(N_z + N_out·f²) for the two maps in turn; the folded form is cheaper whenever N_z is
+not much above d (at the paper's N_z = d = 64, 3×3 tiles: 1.45× fewer multiply-adds; at N_z = 4,
+16×), and its columns can be laid out so the tiles come out of one matmul in their final layout.
+``forward`` takes whichever order costs less; both compute the same function.
 
 Axes: t tile, z embedding, i tile in-channel, d hidden, o tile out-channel, k kernel positions.
 """
@@ -43,7 +51,9 @@ class TileGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.tile_in, self.tile_out, self.kernel_size = tile_in, tile_out, tuple(kernel_size)
-        out_features = tile_out * math.prod(self.kernel_size)
+        self.embedding_dim, self.hidden_dim = embedding_dim, hidden_dim
+        self.kernel_area = math.prod(self.kernel_size)
+        out_features = tile_out * self.kernel_area
         self.w_in = nn.Parameter(torch.empty(tile_in, embedding_dim, hidden_dim))
         self.b_in = nn.Parameter(torch.zeros(tile_in, hidden_dim))
         self.w_out = nn.Parameter(torch.empty(hidden_dim, out_features))
@@ -59,7 +69,24 @@ class TileGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         """(T, N_z) embeddings -> (T, N_out, N_in, *kernel) tiles."""
+        tiles = self._folded(z) if self._folding_pays(len(z)) else self._two_maps(z)
+        return tiles.view(len(z), *self.tile_shape)
+
+    def _folding_pays(self, tiles: int) -> bool:
+        """Whether z · (W_i W_out) costs fewer multiply-adds than the two maps in turn."""
+        n_z, d, n_in = self.embedding_dim, self.hidden_dim, self.tile_in
+        out = self.tile_out * self.kernel_area
+        return n_z * n_in * out * (d + tiles) <= tiles * n_in * d * (n_z + out)
+
+    def _folded(self, z: Tensor) -> Tensor:
+        """One matmul with the folded (N_z → N_out·N_in·f²) matrix: (T, o·i·k), final layout."""
+        w_out = rearrange(self.w_out, "d (o k) -> d o k", o=self.tile_out)
+        weight = torch.einsum("izd,dok->zoik", self.w_in, w_out).reshape(self.embedding_dim, -1)
+        bias = torch.einsum("id,dok->oik", self.b_in, w_out) + rearrange(self.b_out, "(o k) -> o 1 k", o=self.tile_out)
+        return torch.addmm(bias.reshape(-1), z, weight)
+
+    def _two_maps(self, z: Tensor) -> Tensor:
+        """The paper's two maps in turn: (T, o, i, k)."""
         a = torch.einsum("tz,izd->tid", z, self.w_in) + self.b_in  # (T, N_in, d)
         slices = a @ self.w_out + self.b_out  # (T, N_in, N_out·f·f)
-        tiles = rearrange(slices, "t i (o k) -> t o i k", o=self.tile_out)
-        return tiles.reshape(len(z), *self.tile_shape)
+        return rearrange(slices, "t i (o k) -> t o i k", o=self.tile_out)

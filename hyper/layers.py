@@ -1,4 +1,4 @@
-"""What a target declares about the weights it lets a source generate."""
+"""What a target lets a source generate: one ``GeneratedLayer`` per generated weight."""
 
 from __future__ import annotations
 
@@ -11,26 +11,36 @@ class GeneratedLayer:
     """One weight of the target that a weight source yields.
 
     Args:
-        name: the target's own parameter name, e.g. ``"stages.1.0.conv1.weight"``.
-        shape: the weight's shape, ``(out, in, *kernel)``.
-        stage: which stage (a run of blocks at one resolution) the layer belongs to.
+        name: the target's own parameter name, e.g. ``"layer2.1.conv1.weight"``.
+        shape: the weight's shape, ``(out, in, *kernel)`` (a linear weight has no kernel axes).
+        stage: the run of blocks the layer belongs to, e.g. ``"layer2"``; layers of one stage
+            can share weights (tying), layers of different stages never do.
         block: the block's index within its stage; tying groups are contiguous runs of blocks.
-        role: the layer's place inside its block (``"conv1"``, ``"conv2"``, ``"weight_hh"``...):
+        role: the layer's place inside its block (``"conv1.weight"``, ``"mlp.fc1.weight"``):
             only layers of the same role and shape can share weights.
         gain: the initialisation gain: every source starts the weight with standard deviation
-            gain / sqrt(fan_in) (Kaiming: sqrt(2) before a ReLU, 1 for a linear/tanh use).
+            gain / sqrt(fan_in) (Kaiming: sqrt(2) for a conv before a ReLU, 1 for a linear map).
     """
 
     name: str
     shape: tuple[int, ...]
-    stage: int
+    stage: str
     block: int
     role: str
     gain: float = math.sqrt(2.0)
 
+    def __post_init__(self) -> None:
+        if len(self.shape) < 2:
+            raise ValueError(f"a generated weight needs (out, in, ...) axes; {self.name} has shape {self.shape}")
+
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        """The spatial axes, ``(3, 3)`` for a 3×3 conv, ``()`` for a matrix."""
+        return tuple(self.shape[2:])
 
     @property
     def fan_in(self) -> int:

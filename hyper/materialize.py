@@ -1,7 +1,7 @@
 """Bake generated weights into a plain copy of the target: no hypernetwork left.
 
 The result is the target's own class with ordinary parameters, so it runs with no generation
-overhead and exports (state_dict, TorchScript, ONNX) like any module.
+overhead and exports (state_dict, TorchScript, ONNX, torch.export) like any module.
 """
 
 from __future__ import annotations
@@ -16,17 +16,28 @@ from hyper.network import GeneratedNetwork
 
 @torch.no_grad()
 def materialize(model: nn.Module) -> nn.Module:
-    """Return a plain module with ``model``'s current generated weights as parameters.
+    """Return a plain copy of ``model`` with its current generated weights as parameters.
 
-    A plain module passes through as a copy. Tied layers get separate copies of their shared
-    weight, so the result is an ordinary untied network.
+    ``model`` itself is left as it is. A generated network gives back its target's class; a
+    module holding generated networks (a language model around a generated core) gives back its
+    own class with each of them baked. Tied layers get separate copies of their shared weight,
+    so the result is an ordinary untied network.
     """
-    if not isinstance(model, GeneratedNetwork):
-        return copy.deepcopy(model)
-    weights = model.generated_weights()
-    plain = copy.deepcopy(model.target)
+    if isinstance(model, GeneratedNetwork):
+        return _bake(model)
+    plain = copy.deepcopy(model)
+    for parent in list(plain.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, GeneratedNetwork):
+                setattr(parent, name, _bake(child))
+    return plain
+
+
+def _bake(network: GeneratedNetwork) -> nn.Module:
+    weights = network.generated_weights()
+    plain = materialize(network.target)  # a copy, itself baked if it holds generated networks
     for name, weight in weights.items():
         module_name, _, param_name = name.rpartition(".")
         module = plain.get_submodule(module_name)
-        module.register_parameter(param_name, nn.Parameter(weight.detach().clone()))
+        module.register_parameter(param_name, nn.Parameter(weight.detach().clone(memory_format=torch.contiguous_format)))
     return plain

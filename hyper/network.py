@@ -18,11 +18,15 @@ from hyper.sources import SourceSpec
 
 
 class GeneratedNetwork(nn.Module):
-    """Wrap ``target`` so the weights named by ``layers`` come from ``spec``'s source.
+    """Run ``target`` with the weights named by ``layers`` taken from ``spec``'s source.
+
+    Attributes the wrapper does not have itself (``config``, ``vocab_size``, ``init_state``...)
+    are the target's, so a wrapped model can stand in for the module it wraps. Only ``forward``
+    runs with the generated weights; ``hyper.materialize`` gives the plain module back.
 
     Args:
         target: the network whose weights are generated (an ordinary nn.Module).
-        layers: the target's generated layers.
+        layers: the target's generated layers (``hyper.wrap`` selects them from names).
         spec: the weight source's configuration (``Hyper()``, ``Plain()``, ``Tied()``, ...).
     """
 
@@ -33,7 +37,7 @@ class GeneratedNetwork(nn.Module):
         _check_layers_match(target, layers)
         self.spec = spec
         self.layers = tuple(layers)
-        self.source = spec.build(layers)
+        self.source = spec.build(self.layers)
         for name in self.source.provides:
             _remove_parameter(target, name)
         self.target = target
@@ -48,6 +52,15 @@ class GeneratedNetwork(nn.Module):
         if not weights:
             return self.target(*args, **kwargs)
         return functional_call(self.target, weights, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # parameters, buffers, submodules
+        except AttributeError:
+            target = self.__dict__.get("_modules", {}).get("target")
+            if target is None or name.startswith("__"):
+                raise
+            return getattr(target, name)
 
 
 def _check_layers_match(target: nn.Module, layers: Sequence[GeneratedLayer]) -> None:

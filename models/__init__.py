@@ -15,9 +15,10 @@ from models.char_model import CharRNN, build_core
 from models.hyper_lstm import HyperLSTM
 from models.lstm import LSTM, LNLSTM, RecurrentStack, detach_state
 from models.lstm_stack import LSTMStack, StaticHyperLSTM
-from models.wide_resnet import HyperResNet, PreActBlock, WideResNet, WideResNetTarget
+from models.wide_resnet import BLOCK_CONVS, HyperResNet, PreActBlock, WideResNet, wide_resnet
 
 __all__ = [
+    "BLOCK_CONVS",
     "ARCHITECTURES",
     "LNLSTM",
     "LSTM",
@@ -33,11 +34,11 @@ __all__ = [
     "detach_state",
     "PreActBlock",
     "WideResNet",
-    "WideResNetTarget",
     "create_model",
     "hyper_wrn40_1",
     "hyper_wrn40_2",
     "list_models",
+    "wide_resnet",
     "wrn40_1",
     "wrn40_2",
 ]

@@ -1,7 +1,9 @@
 """Named presets of the WRN family, in the style of timm: ``create_model(name, **overrides)``.
 
 Names read ``[hyper_|tied_]wrn{depth}_{width}``: the plain network, the paper's hypernetwork,
-or the fully tied one (one weight set per stage, an RNN in depth).
+or the fully tied one (one weight set per stage, an RNN in depth). A plain preset takes
+``source=`` to put any other weight source on its block convs:
+``create_model("wrn40_1", source=LowRank(rank=2))``.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from torch import nn
+
 from hyper import Tied
-from models.wide_resnet import HyperResNet, WideResNet
+from models.wide_resnet import HyperResNet, wide_resnet
 
 ARCHITECTURES: dict[str, dict[str, int]] = {
     "wrn10_1": dict(depth=10, width=1),
@@ -24,28 +28,28 @@ ARCHITECTURES: dict[str, dict[str, int]] = {
 }
 
 
-def _plain(arch: str) -> Callable[..., WideResNet]:
-    def build(**overrides: Any) -> WideResNet:
-        return WideResNet(**{**ARCHITECTURES[arch], **overrides})
+def _plain(arch: str) -> Callable[..., nn.Module]:
+    def build(**overrides: Any) -> nn.Module:
+        return wide_resnet(**{**ARCHITECTURES[arch], **overrides})
 
     return build
 
 
-def _hyper(arch: str) -> Callable[..., HyperResNet]:
-    def build(**overrides: Any) -> HyperResNet:
+def _hyper(arch: str) -> Callable[..., nn.Module]:
+    def build(**overrides: Any) -> nn.Module:
         return HyperResNet(**{**ARCHITECTURES[arch], **overrides})
 
     return build
 
 
-def _tied(arch: str) -> Callable[..., WideResNet]:
-    def build(**overrides: Any) -> WideResNet:
-        return WideResNet(**{**ARCHITECTURES[arch], "source": Tied(tying_groups=1), **overrides})
+def _tied(arch: str) -> Callable[..., nn.Module]:
+    def build(**overrides: Any) -> nn.Module:
+        return wide_resnet(**{**ARCHITECTURES[arch], "source": Tied(tying_groups=1), **overrides})
 
     return build
 
 
-MODELS: dict[str, Callable[..., WideResNet]] = {}
+MODELS: dict[str, Callable[..., nn.Module]] = {}
 for _arch in ARCHITECTURES:
     MODELS[_arch] = _plain(_arch)
     MODELS[f"hyper_{_arch}"] = _hyper(_arch)
@@ -63,7 +67,7 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-def create_model(name: str, **overrides: Any) -> WideResNet:
+def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build a named preset; keyword arguments override its defaults.
 
     Example: ``create_model("hyper_wrn40_1", embedding_dim=32, num_classes=100)``.

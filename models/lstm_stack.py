@@ -2,7 +2,8 @@
 applied to recurrent depth.
 
 The target is an ``LNLSTM``; its generated layers are every layer's input matrix W_x (4H, I)
-and recurrent matrix W_h (4H, H), each layer a "block" of one stage. Tying works as for the
+and recurrent matrix W_h (4H, H) (``layers.<l>.weight_x``: stage ``layers``, block l, role
+``weight_x``, read off the names by ``hyper.wrap``). Tying works as for the
 ResNet: ``tying_groups=1`` shares one weight set across all layers (layer 0's W_x keeps its own
 when I ≠ H, its shape differs), ``None`` gives every layer its own. With ``Hyper`` the matrices
 are assembled from 16 × 16 tiles of the shared generator, generated once per forward call (once
@@ -13,31 +14,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import Tensor
+from hyper import Hyper, Plain, SourceSpec, Wrapped, source_from_name
+from models.lstm import LNLSTM
 
-from hyper import GeneratedLayer, GeneratedNetwork, Hyper, Plain, SourceSpec, source_from_name
-from models.lstm import LNLSTM, State
-
-
-def lstm_layers(target: LNLSTM) -> list[GeneratedLayer]:
-    """W_x and W_h of every layer, gain 1 (the variance of the orthogonal init they replace)."""
-    return [
-        GeneratedLayer(
-            name=f"layers.{l}.{role}",
-            shape=tuple(getattr(layer, role).shape),
-            stage=0,
-            block=l,
-            role=role,
-            gain=1.0,
-        )
-        for l, layer in enumerate(target.layers)
-        for role in ("weight_x", "weight_h")
-    ]
+# The generated weights: every layer's input and recurrent matrices (raw parameters of the
+# LN-LSTM's layers, so gain 1: the variance of the orthogonal initialisation they replace).
+LSTM_MATRICES = ("layers.*.weight_x", "layers.*.weight_h")
 
 
-class LSTMStack(GeneratedNetwork):
+class LSTMStack(Wrapped):
     """A multi-layer LN-LSTM with generated weight matrices; the common recurrent interface.
+
+    ``hyper.wrap(LNLSTM(...), source, include=LSTM_MATRICES)`` as a class: called as
+    ``output, state = stack(x, state)``, with the LN-LSTM's ``init_state``, ``input_size``,
+    ``hidden_size`` and ``num_layers``; the matrices are generated once per call (once per
+    TBPTT segment, not per time step: the hypernetwork is static).
 
     Args:
         input_size: features of x_t.
@@ -56,29 +47,10 @@ class LSTMStack(GeneratedNetwork):
     ) -> None:
         spec = source_from_name(source) if isinstance(source, str) else source
         target = LNLSTM(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
-        super().__init__(target, lstm_layers(target), spec)
+        super().__init__(target=target, source=spec, include=LSTM_MATRICES)
         self.config: dict[str, Any] = dict(
             input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec
         )
-
-    @property
-    def input_size(self) -> int:
-        return self.target.input_size
-
-    @property
-    def hidden_size(self) -> int:
-        return self.target.hidden_size
-
-    @property
-    def num_layers(self) -> int:
-        return self.target.num_layers
-
-    def init_state(self, batch_size: int, device: Any = None, dtype: torch.dtype | None = None) -> State:
-        return self.target.init_state(batch_size, device, dtype)
-
-    def forward(self, x: Tensor, state: State | None = None, *, weights: dict[str, Tensor] | None = None) -> tuple[Tensor, State]:
-        """x (B, T, input_size) -> (output (B, T, H), state); weights generated once per call."""
-        return super().forward(x, state, weights=weights)
 
 
 class StaticHyperLSTM(LSTMStack):

@@ -6,8 +6,9 @@ shortcuts where the shape changes, a final BN-ReLU, global average pooling and a
 classifier. The 3×3 convs of the blocks are the generated layers (as in Ha et al.); the stem,
 shortcuts, norms and classifier are ordinary parameters.
 
-``WideResNetTarget`` is the plain network (what ``materialize`` returns); ``WideResNet`` wraps it
-with a weight source; ``HyperResNet`` is the family with the paper's hypernetwork.
+``WideResNet`` is the plain network, an ordinary module (what ``materialize`` returns);
+``HyperResNet`` is ``hyper.wrap`` of it with the paper's hypernetwork on ``BLOCK_CONVS``, and
+``wide_resnet(source=...)`` puts any other weight source on the same convs.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyper import GeneratedLayer, GeneratedNetwork, Hyper, Plain, SourceSpec, source_from_name
+from hyper import Hyper, SourceSpec, Wrapped, source_from_name, wrap
 from hyper.init import kaiming_std
 
 STAGE_CHANNELS = (16, 32, 64)
 STEM_CHANNELS = 16
+# The weights the paper generates: the two 3×3 convs of every block (not the stem, the 1×1
+# shortcuts or the classifier). Names read stages.<stage>.<block>.conv1.weight.
+BLOCK_CONVS = ("stages.*.conv1.weight", "stages.*.conv2.weight")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -59,8 +63,8 @@ class PreActBlock(nn.Module):
         return y + skip
 
 
-class WideResNetTarget(nn.Module):
-    """The plain pre-activation WRN-depth-width: every weight an ordinary parameter.
+class WideResNet(nn.Module):
+    """The pre-activation WRN-depth-width: an ordinary module, every weight a parameter.
 
     Args:
         depth: total depth d, of the form 6n + 4 (n blocks per stage).
@@ -81,6 +85,9 @@ class WideResNetTarget(nn.Module):
     ) -> None:
         super().__init__()
         _check_arguments(depth, width, num_classes, in_channels, dropout)
+        self.config: dict[str, Any] = dict(
+            depth=depth, width=width, num_classes=num_classes, in_channels=in_channels, dropout=dropout
+        )
         self.blocks_per_stage = (depth - 4) // 6
         self.stem = conv3x3(in_channels, STEM_CHANNELS)
         channels = [STEM_CHANNELS] + [c * width for c in STAGE_CHANNELS]
@@ -109,21 +116,6 @@ class WideResNetTarget(nn.Module):
                 nn.init.normal_(module.weight, std=kaiming_std(fan_in))
         nn.init.zeros_(self.classifier.bias)
 
-    def generated_layers(self) -> list[GeneratedLayer]:
-        """The blocks' 3×3 convs, in depth order."""
-        return [
-            GeneratedLayer(
-                name=f"stages.{s}.{b}.{role}.weight",
-                shape=tuple(getattr(block, role).weight.shape),
-                stage=s,
-                block=b,
-                role=role,
-            )
-            for s, stage in enumerate(self.stages)
-            for b, block in enumerate(stage)
-            for role in ("conv1", "conv2")
-        ]
-
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, num_classes)
         x = self.stem(x)
         for stage in self.stages:
@@ -132,42 +124,25 @@ class WideResNetTarget(nn.Module):
         return self.classifier(x.mean(dim=(2, 3)))
 
 
-class WideResNet(GeneratedNetwork):
-    """Pre-activation WRN-depth-width whose block convs come from a weight source.
+def wide_resnet(*, source: SourceSpec | str | None = None, **arguments: Any) -> nn.Module:
+    """A ``WideResNet``, plain (``source=None``) or with its block convs from ``source``.
 
     Args:
-        depth: total depth d, of the form 6n + 4 (n blocks per stage).
-        width: width factor k; stage channels are 16k, 32k, 64k.
-        num_classes: classifier outputs.
-        in_channels: channels of the input images.
-        dropout: dropout between the two convs of each block.
-        source: where the block convs come from: ``Plain()`` (direct parameters),
-            ``Hyper(...)``, ``Tied(...)``, ... or one of their names (``"hyper"``).
+        source: ``Hyper(...)``, ``Tied(...)``, ``LowRank(...)``, ... or one of their names.
+        arguments: ``WideResNet``'s (depth, width, num_classes, in_channels, dropout).
     """
-
-    def __init__(
-        self,
-        *,
-        depth: int = 16,
-        width: int = 1,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        dropout: float = 0.0,
-        source: SourceSpec | str = Plain(),
-    ) -> None:
-        spec = source_from_name(source) if isinstance(source, str) else source
-        target = WideResNetTarget(
-            depth=depth, width=width, num_classes=num_classes, in_channels=in_channels, dropout=dropout
-        )
-        super().__init__(target, target.generated_layers(), spec)
-        self.config: dict[str, Any] = dict(
-            depth=depth, width=width, num_classes=num_classes, in_channels=in_channels,
-            dropout=dropout, source=spec,
-        )
+    network = WideResNet(**arguments)
+    if source is None:
+        return network
+    spec = source_from_name(source) if isinstance(source, str) else source
+    return wrap(network, spec, include=BLOCK_CONVS)
 
 
-class HyperResNet(WideResNet):
+class HyperResNet(Wrapped):
     """WRN-depth-width with the paper's hypernetwork generating every block conv.
+
+    ``hyper.wrap(WideResNet(...), Hyper(...), include=BLOCK_CONVS)`` as a class, so configs and
+    checkpoints can name it; ``hyper.materialize`` gives back a plain ``WideResNet``.
 
     Args:
         depth: total depth d, of the form 6n + 4 (n blocks per stage).
@@ -200,10 +175,10 @@ class HyperResNet(WideResNet):
             tile_channels=tile_channels,
             tying_groups=tying_groups,
         )
-        super().__init__(
-            depth=depth, width=width, num_classes=num_classes, in_channels=in_channels,
-            dropout=dropout, source=spec,
+        target = WideResNet(
+            depth=depth, width=width, num_classes=num_classes, in_channels=in_channels, dropout=dropout
         )
+        super().__init__(target=target, source=spec, include=BLOCK_CONVS)
 
 
 def _check_arguments(depth: int, width: int, num_classes: int, in_channels: int, dropout: float) -> None:

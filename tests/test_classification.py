@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from hyper import Tied
 from hyper.training import ImageClassifier, kernel_penalty
 from hyper.training.schedules import build_scheduler, check_schedule
-from models import HyperResNet, WideResNet
+from models import HyperResNet, WideResNet, wide_resnet
 
 TINY = dict(depth=10, width=1, num_classes=4, in_channels=3)
 
@@ -48,7 +48,7 @@ def test_kernel_penalty_is_half_the_sum_of_squares_of_distinct_kernels() -> None
     shared = torch.ones(2, 2)
     weights = {"a": shared, "b": shared, "c": torch.full((3,), 2.0)}
     assert kernel_penalty(weights).item() == pytest.approx((4 * 1 + 3 * 4) / 2)
-    tied = WideResNet(**{**TINY, "depth": 16}, source=Tied(tying_groups=1)).generated_weights()
+    tied = wide_resnet(**{**TINY, "depth": 16}, source=Tied(tying_groups=1)).generated_weights()
     distinct = {id(w): w for w in tied.values()}
     assert len(distinct) < len(tied)  # the tied source shares kernels: counted once each
     expected = sum(w.square().sum() for w in distinct.values()) / 2

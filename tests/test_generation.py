@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hyper import GeneratedLayer, Hyper, Tied, TileGenerator, count_parameters, materialize, tie
-from models import HyperResNet, WideResNet
+from models import HyperResNet, wide_resnet
 
 
 def _kernels_by_stage_role(model):
@@ -17,7 +17,7 @@ def _kernels_by_stage_role(model):
 
 @pytest.mark.parametrize("spec", [Hyper(tying_groups=1), Tied(tying_groups=1)])
 def test_fully_tied_gives_identical_kernels_across_a_stage(spec):
-    model = WideResNet(depth=28, width=1, source=spec)  # 4 blocks per stage
+    model = wide_resnet(depth=28, width=1, source=spec)  # 4 blocks per stage
     for kernels in _kernels_by_stage_role(model).values():
         for k in kernels[1:]:
             assert torch.equal(k, kernels[0])
@@ -50,10 +50,19 @@ def test_tying_shrinks_the_count_monotonically():
 
 
 def test_tie_groups_partition_the_layers():
-    layers = [GeneratedLayer(f"l{b}", (16, 16), 0, b, "w") for b in range(6)]
+    layers = [GeneratedLayer(f"l{b}", (16, 16), "s", b, "w") for b in range(6)]
     groups = tie(layers, 3)
     assert [[l.block for l in g] for g in groups] == [[0, 1], [2, 3], [4, 5]]
     assert len(tie(layers, None)) == 6
+    # A number that does not divide the blocks splits them as evenly as possible, in order.
+    assert [[l.block for l in g] for g in tie(layers, 4)] == [[0, 1], [2], [3, 4], [5]]
+    assert len(tie(layers, 6)) == len(tie(layers, 9)) == 6  # at least one group per block: untied
+
+
+def test_tie_counts_positions_not_indices():
+    # Blocks 3, 7, 8, 9 of a stage (others not generated) are four blocks: two groups of two.
+    layers = [GeneratedLayer(f"l{b}", (16, 16), "s", b, "w") for b in (3, 7, 8, 9)]
+    assert [[l.block for l in g] for g in tie(layers, 2)] == [[3, 7], [8, 9]]
 
 
 @pytest.mark.parametrize("width", [1, 2])
@@ -70,7 +79,7 @@ def test_initial_variance_matches_kaiming(width):
 @pytest.mark.parametrize("spec", [Hyper(), Hyper(tying_groups=1), Tied()])
 def test_materialize_matches_in_eval_mode(spec):
     torch.manual_seed(0)
-    model = WideResNet(depth=10, width=2, num_classes=5, source=spec)
+    model = wide_resnet(depth=10, width=2, num_classes=5, source=spec)
     # Move the BN statistics away from their defaults so the copy has to carry them.
     model.train()
     with torch.no_grad():
@@ -88,7 +97,7 @@ def test_materialize_matches_in_eval_mode(spec):
 def test_one_generator_call_per_forward():
     model = HyperResNet(depth=16, width=1)
     calls = []
-    model.source.generator.register_forward_hook(lambda *a: calls.append(1))
+    model.source.generators["3x3"].register_forward_hook(lambda *a: calls.append(1))
     model(torch.randn(1, 3, 8, 8))
     assert len(calls) == 1
 
@@ -102,9 +111,9 @@ def test_precomputed_weights_are_used():
 
 def test_tile_layout_assembles_kernels_from_tiles():
     # A 32-in 48-out kernel is 3 × 2 tiles; each tile is the generator's output for its embedding.
-    layer = GeneratedLayer("w", (48, 32, 3, 3), 0, 0, "conv")
+    layer = GeneratedLayer("w", (48, 32, 3, 3), "s", 0, "conv")
     source = Hyper(embedding_dim=4, hidden_dim=8).build([layer])
-    tiles = source.generator(source.embeddings)  # (6, 16, 16, 3, 3)
+    tiles = source.generators["3x3"](source.embeddings["3x3"])  # (6, 16, 16, 3, 3)
     kernel = source()["w"]
     for t in range(6):
         m, k = divmod(t, 2)

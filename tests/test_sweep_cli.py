@@ -8,6 +8,7 @@ from hyper.training.cli import main
 from test_cli import write_config
 
 PLAIN = {"class_path": "models.WideResNet", "init_args": {"depth": 10, "width": 1, "num_classes": 4, "in_channels": 3}}
+BLOCK_CONVS = ["stages.*.conv1.weight", "stages.*.conv2.weight"]
 
 
 def write_sweep(folder):
@@ -20,7 +21,8 @@ def write_sweep(folder):
             {"name": "hyper", "vary": {"model.init_args.network.init_args.embedding_dim": [2, 4]}},
             {
                 "name": "lowrank",
-                "set": {"model.init_args.network": {**PLAIN, "init_args": {**PLAIN["init_args"], "source": {"class_path": "hyper.LowRank"}}}},
+                "set": {"model.init_args.network": {"class_path": "hyper.Wrapped", "init_args": {
+                    "target": PLAIN, "include": BLOCK_CONVS, "source": {"class_path": "hyper.LowRank"}}}},
                 "vary": {"model.init_args.network.init_args.source.init_args.rank": [1]},
             },
             {

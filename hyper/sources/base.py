@@ -48,6 +48,11 @@ class SourceSpec:
 
     name: str = "source"
 
+    @property
+    def tile(self) -> int:
+        """Channels (in and out) of the unit this source generates; 1: any shape will do."""
+        return 1
+
     def build(self, layers: Sequence[GeneratedLayer]) -> WeightSource:
         raise NotImplementedError
 

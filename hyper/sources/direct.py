@@ -75,7 +75,7 @@ class Tied(SourceSpec):
     name = "tied"
 
     def __post_init__(self) -> None:
-        check_tying_groups(self.tying_groups, ())
+        check_tying_groups(self.tying_groups)
 
     def build(self, layers: Sequence[GeneratedLayer]) -> WeightSource:
         return TiedWeights(layers, tying_groups=self.tying_groups)

@@ -1,15 +1,20 @@
-"""The static hypernetwork source: layer embeddings through one shared tile generator.
+"""The static hypernetwork source: layer embeddings through shared tile generators.
 
-Every generated kernel of shape (t·m, t·k, f, f) is m × k tiles of (t, t, f, f), each tile from
-its own embedding z. Embeddings are stored grouped by kernel shape so that one generator call
-makes every tile, and one rearrange per shape turns the tiles into that shape's kernels.
+Every generated weight of shape (out, in, *kernel) is m × k tiles of (t, t, *kernel), m =
+ceil(out / t), k = ceil(in / t), each tile from its own embedding z; a weight the tile does not
+divide (``wrap(..., pad=True)``) is cropped from its tiles. There is one generator per kernel
+size (3×3 convs, 1×1 convs, 7×7 convs and matrices each their own, as a tile's shape differs),
+and embeddings are stored per kernel size, grouped by weight shape, so that one generator call
+makes every tile of that kernel size and one rearrange per shape assembles those weights.
+Generator calls per forward = distinct kernel sizes.
 
 Initialisation (hyperfan-in through the embeddings): the generator has unit gain, so a tile's
 variance equals its embedding's; each group's embeddings lie on a sphere of radius
-sqrt(N_z)·σ, with σ² its layer's Kaiming variance (``GeneratedLayer.init_std``², 2 / fan_in for
-ReLU convs), so every generated kernel starts with the variance of a Kaiming-initialised conv.
+sqrt(N_z)·σ, with σ² its layer's target variance (``GeneratedLayer.init_std``²: 2 / fan_in for
+ReLU convs, 1 / fan_in for linear maps), so every generated weight starts with the variance
+of a Kaiming-initialised one.
 
-Axes: u kernels of one shape, m/k tiles along out/in channels, o/i channels within a tile.
+Axes: u weights of one shape, m/k tiles along out/in channels, o/i channels within a tile.
 """
 
 from __future__ import annotations
@@ -27,14 +32,21 @@ from hyper.layers import GeneratedLayer
 from hyper.sources.base import SourceSpec, WeightSource, check_positive
 from hyper.tying import TieGroup, check_tying_groups, tie
 
+Shape = tuple[int, ...]
+
+
+def kernel_key(kernel: tuple[int, ...]) -> str:
+    """A kernel size's name among the generators: ``"3x3"``, ``"1x1"``, ``"matrix"``."""
+    return "x".join(map(str, kernel)) or "matrix"
+
 
 class HyperWeights(WeightSource):
-    """Kernels generated tile by tile from learned layer embeddings, all in one pass.
+    """Weights generated tile by tile from learned layer embeddings, one call per kernel size.
 
     Args:
-        layers: the generated layers of the target; channels must be multiples of the tile.
+        layers: the generated layers of the target.
         embedding_dim: N_z, size of each tile's embedding.
-        hidden_dim: d, the generator's hidden size.
+        hidden_dim: d, the generators' hidden size.
         tile_channels: in- and out-channels of one tile (16 in the paper).
         tying_groups: contiguous groups of blocks per stage sharing embeddings; None is untied.
     """
@@ -49,55 +61,62 @@ class HyperWeights(WeightSource):
         tying_groups: int | None,
     ) -> None:
         super().__init__(layers)
-        kernel = _common_kernel(layers)
-        _check_tileable(layers, tile_channels)
         self.tile = tile_channels
-        # Kernels of one shape are contiguous in the embedding table: one rearrange per shape.
-        self.by_shape = _groups_by_shape(tie(layers, tying_groups))
-        self.generator = TileGenerator(
-            embedding_dim=embedding_dim,
-            hidden_dim=hidden_dim,
-            tile_in=tile_channels,
-            tile_out=tile_channels,
-            kernel_size=kernel,
-        )
-        self.embeddings = nn.Parameter(self._initial_embeddings(embedding_dim))
+        # kernel key -> [(shape, tie groups of that shape)], in order of first appearance
+        self.plan = _plan(tie(layers, tying_groups))
+        self.generators = nn.ModuleDict({
+            key: TileGenerator(
+                embedding_dim=embedding_dim,
+                hidden_dim=hidden_dim,
+                tile_in=tile_channels,
+                tile_out=tile_channels,
+                kernel_size=shapes[0][0][2:],
+            )
+            for key, shapes in self.plan.items()
+        })
+        self.embeddings = nn.ParameterDict({
+            key: nn.Parameter(self._initial_embeddings(shapes, embedding_dim)) for key, shapes in self.plan.items()
+        })
 
-    def _tiles_per_kernel(self, shape: tuple[int, ...]) -> int:
-        return (shape[0] // self.tile) * (shape[1] // self.tile)
+    def tiles_per_weight(self, shape: Shape) -> tuple[int, int]:
+        """(m, k): tiles along the out- and in-channels of a weight of ``shape``."""
+        return -(-shape[0] // self.tile), -(-shape[1] // self.tile)
 
-    def _initial_embeddings(self, embedding_dim: int) -> Tensor:
-        stds = [
-            torch.full((self._tiles_per_kernel(shape),), group[0].init_std)
-            for shape, groups in self.by_shape
-            for group in groups
-        ]
-        std = torch.cat(stds)  # (T,)
+    def _initial_embeddings(self, shapes: list[tuple[Shape, list[TieGroup]]], embedding_dim: int) -> Tensor:
+        std = torch.cat([
+            torch.full((self._tiles(shape),), group[0].init_std) for shape, groups in shapes for group in groups
+        ])  # (T,)
         # Each z on the sphere of radius σ·sqrt(N_z), not merely σ in expectation: a kernel of
         # one tile would otherwise inherit the ±18% spread of a single chi-squared norm.
         direction = F.normalize(torch.randn(len(std), embedding_dim), dim=1)
         return direction * (std[:, None] * embedding_dim**0.5)
 
+    def _tiles(self, shape: Shape) -> int:
+        m, k = self.tiles_per_weight(shape)
+        return m * k
+
     def forward(self) -> dict[str, Tensor]:
-        tiles = self.generator(self.embeddings)  # (T, o, i, *kernel)
-        sizes = [len(groups) * self._tiles_per_kernel(shape) for shape, groups in self.by_shape]
         weights: dict[str, Tensor] = {}
-        for (shape, groups), chunk in zip(self.by_shape, tiles.split(sizes)):
-            kernels = rearrange(  # (u, out, in, *kernel)
-                chunk,
-                "(u m k) o i ... -> u (m o) (k i) ...",
-                m=shape[0] // self.tile,
-                k=shape[1] // self.tile,
-            )
-            weights.update(
-                (layer.name, kernel) for group, kernel in zip(groups, kernels) for layer in group
-            )
+        for key, shapes in self.plan.items():
+            tiles = self.generators[key](self.embeddings[key])  # (T, o, i, *kernel)
+            sizes = [len(groups) * self._tiles(shape) for shape, groups in shapes]
+            for (shape, groups), chunk in zip(shapes, tiles.split(sizes)):
+                kernels = self._assemble(chunk, shape)  # (u, out, in, *kernel)
+                weights.update((layer.name, kernel) for group, kernel in zip(groups, kernels) for layer in group)
         return weights
+
+    def _assemble(self, tiles: Tensor, shape: Shape) -> Tensor:
+        """(u·m·k, o, i, *kernel) tiles -> (u, out, in, *kernel) weights, cropped if padded."""
+        m, k = self.tiles_per_weight(shape)
+        kernels = rearrange(tiles, "(u m k) o i ... -> u (m o) (k i) ...", m=m, k=k)
+        if kernels.shape[1:3] != shape[:2]:
+            kernels = kernels[:, : shape[0], : shape[1]]
+        return kernels
 
     def parameter_parts(self) -> dict[str, int]:
         return {
-            "embeddings": self.embeddings.numel(),
-            "generator": sum(p.numel() for p in self.generator.parameters()),
+            "embeddings": sum(p.numel() for p in self.embeddings.values()),
+            "generator": sum(p.numel() for p in self.generators.parameters()),
         }
 
 
@@ -123,7 +142,11 @@ class Hyper(SourceSpec):
         check_positive("embedding_dim", self.embedding_dim)
         check_positive("hidden_dim", self.hidden_dim)
         check_positive("tile_channels", self.tile_channels)
-        check_tying_groups(self.tying_groups, ())
+        check_tying_groups(self.tying_groups)
+
+    @property
+    def tile(self) -> int:
+        return self.tile_channels
 
     def build(self, layers: Sequence[GeneratedLayer]) -> WeightSource:
         return HyperWeights(
@@ -135,25 +158,13 @@ class Hyper(SourceSpec):
         )
 
 
-def _common_kernel(layers: Sequence[GeneratedLayer]) -> tuple[int, ...]:
-    kernels = {layer.shape[2:] for layer in layers}
-    if len(kernels) != 1:
-        raise ValueError(f"one generator needs one kernel size for all layers, got {sorted(kernels)}")
-    return kernels.pop()
-
-
-def _check_tileable(layers: Sequence[GeneratedLayer], tile: int) -> None:
-    for layer in layers:
-        out_channels, in_channels = layer.shape[:2]
-        if out_channels % tile or in_channels % tile:
-            raise ValueError(
-                f"tile_channels must divide the in- and out-channels of every generated layer; "
-                f"{layer.name} has {in_channels} in, {out_channels} out, tile_channels={tile}"
-            )
-
-
-def _groups_by_shape(groups: list[TieGroup]) -> list[tuple[tuple[int, ...], list[TieGroup]]]:
-    by_shape: dict[tuple[int, ...], list[TieGroup]] = {}
+def _plan(groups: list[TieGroup]) -> dict[str, list[tuple[Shape, list[TieGroup]]]]:
+    """Tie groups by kernel size, then by shape: the embedding tables' layout."""
+    by_shape: dict[Shape, list[TieGroup]] = {}
     for group in groups:
         by_shape.setdefault(group[0].shape, []).append(group)
-    return list(by_shape.items())
+    plan: dict[str, list[tuple[Shape, list[TieGroup]]]] = {}
+    for shape, shape_groups in by_shape.items():
+        plan.setdefault(kernel_key(shape[2:]), []).append((shape, shape_groups))
+    return plan
+

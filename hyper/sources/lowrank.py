@@ -64,13 +64,19 @@ class LowRank(SourceSpec):
 
     def __post_init__(self) -> None:
         check_positive("rank", self.rank)
-        check_tying_groups(self.tying_groups, ())
+        check_tying_groups(self.tying_groups)
 
     def build(self, layers: Sequence[GeneratedLayer]) -> WeightSource:
         return LowRankWeights(layers, rank=self.rank, tying_groups=self.tying_groups)
 
 
 def _check_rank(layers: Sequence[GeneratedLayer], rank: int) -> None:
-    full = min(min(layer.shape[0], layer.fan_in) for layer in layers)
+    if not layers:
+        return
+    smallest = min(layers, key=lambda layer: min(layer.shape[0], layer.fan_in))
+    full = min(smallest.shape[0], smallest.fan_in)
     if rank > full:
-        raise ValueError(f"rank must be at most {full} (the smallest layer's full rank), got {rank}")
+        raise ValueError(
+            f"rank must be at most {full} (the full rank of the smallest layer, {smallest.name} "
+            f"{smallest.shape}), got {rank}"
+        )
