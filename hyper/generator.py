@@ -69,8 +69,8 @@ class TileGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         """(T, N_z) embeddings -> (T, N_out, N_in, *kernel) tiles."""
-        tiles = self._folded(z) if self._folding_pays(len(z)) else self._two_maps(z)
-        return tiles.view(len(z), *self.tile_shape)
+        tiles = self._folded(z) if self._folding_pays(z.shape[0]) else self._two_maps(z)
+        return tiles.view(z.shape[0], *self.tile_shape)
 
     def _folding_pays(self, tiles: int) -> bool:
         """Whether z · (W_i W_out) costs fewer multiply-adds than the two maps in turn."""

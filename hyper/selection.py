@@ -23,8 +23,10 @@ from hyper.structure import Structure, placer
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 DEFAULT_TYPES = (*CONVS, nn.Linear)
 
-Selector = Union[str, type, Callable[[str, nn.Parameter], bool]]
-Selectors = Union[Selector, Sequence[Selector]]
+Predicate = Callable[[str, nn.Parameter], bool]
+Selector = Union[str, type[nn.Module], Predicate]
+# Globs first: a config's list of globs then reads and saves as a plain list of strings.
+Selectors = Union[str, Sequence[str], type[nn.Module], Predicate, Sequence[Selector]]
 Gain = Union[float, str, Callable[[str], float]]
 
 # (full parameter name, the parameter, the module that owns it)
@@ -80,24 +82,30 @@ def _as_list(selectors: Selectors) -> list[Selector]:
     return list(selectors)
 
 
-def _matches(selector: Selector, candidate: Candidate, argument: str) -> bool:
-    name, p, owner = candidate
+def _check_selector(selector: Selector, argument: str) -> None:
     if isinstance(selector, type):
         if not issubclass(selector, nn.Module):
             raise ValueError(f"{argument} types must be nn.Module classes, got {selector!r}")
+    elif not isinstance(selector, str) and not callable(selector):
+        raise ValueError(
+            f"{argument} takes module types, name globs or predicates (name, parameter) -> bool, got {selector!r}"
+        )
+
+
+def _matches(selector: Selector, candidate: Candidate) -> bool:
+    name, p, owner = candidate
+    if isinstance(selector, type):
         return isinstance(owner, selector) and _short(name) == "weight"
     if isinstance(selector, str):
         return fnmatch.fnmatchcase(name, selector)
-    if callable(selector):
-        return bool(selector(name, p))
-    raise ValueError(
-        f"{argument} takes module types, name globs or predicates (name, parameter) -> bool, got {selector!r}"
-    )
+    return bool(selector(name, p))
 
 
 def _matching(candidates: list[Candidate], selectors: Selectors, argument: str, module: nn.Module) -> list[Candidate]:
     selectors = _as_list(selectors)
-    chosen = [c for c in candidates if any(_matches(s, c, argument) for s in selectors)]
+    for selector in selectors:
+        _check_selector(selector, argument)
+    chosen = [c for c in candidates if any(_matches(s, c) for s in selectors)]
     if not chosen:
         names = [c[0] for c in candidates]
         shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")

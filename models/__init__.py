@@ -15,6 +15,7 @@ from models.char_model import CharRNN, build_core
 from models.hyper_lstm import HyperLSTM
 from models.lstm import LSTM, LNLSTM, RecurrentStack, detach_state
 from models.lstm_stack import LSTMStack, StaticHyperLSTM
+from models.transformer import CharTransformer, HyperCharTransformer
 from models.wide_resnet import BLOCK_CONVS, HyperResNet, PreActBlock, WideResNet, wide_resnet
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "MODELS",
     "RECURRENT_CORES",
     "CharRNN",
+    "CharTransformer",
+    "HyperCharTransformer",
     "HyperLSTM",
     "HyperResNet",
     "LSTMStack",

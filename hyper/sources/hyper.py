@@ -102,7 +102,7 @@ class HyperWeights(WeightSource):
             sizes = [len(groups) * self._tiles(shape) for shape, groups in shapes]
             for (shape, groups), chunk in zip(shapes, tiles.split(sizes)):
                 kernels = self._assemble(chunk, shape)  # (u, out, in, *kernel)
-                weights.update((layer.name, kernel) for group, kernel in zip(groups, kernels) for layer in group)
+                weights.update((layer.name, kernel) for group, kernel in zip(groups, kernels.unbind(0)) for layer in group)
         return weights
 
     def _assemble(self, tiles: Tensor, shape: Shape) -> Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from hyper.training.argv import SUBCOMMANDS, expand_args
 from hyper.training.loggers import RemoveRunOnError, default_loggers
-from hyper.training.report import RunReport
+from hyper.training.report import RunReport, network_name
 
 # Mistakes a user makes in a command or config: one line, not a traceback.
 USER_ERRORS = (argparse.ArgumentError, ValueError, FileNotFoundError, MisconfigurationException)
@@ -111,6 +112,10 @@ class HyperCLI(LightningCLI):
             torch.set_num_threads(threads)
         self._monitor_the_model()
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        _forget_unused_vocab_link(self.model)
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         self._check_data()  # model and data exist, nothing is written yet: the time to refuse
         config = self._get(self.config_init, "trainer")
@@ -151,7 +156,7 @@ class HyperCLI(LightningCLI):
     def _run_name(self) -> str:
         network = getattr(self.model, "network", self.model)
         data = type(self.datamodule).__name__.removesuffix("DataModule") if self.datamodule else "nodata"
-        return f"{type(network).__name__}_{data}".lower()
+        return f"{network_name(network)}_{data}".lower().replace("+", "_")
 
 
 def main(args: Sequence[str] | None = None, *, config_dir: str | Path = "configs") -> int:
@@ -216,6 +221,21 @@ def _sweep_command(args: Sequence[str]) -> Callable[[Sequence[str]], None] | Non
     from hyper.training.sweep_cli import COMMANDS  # the sweep code and matplotlib only when asked
 
     return COMMANDS[args[0]]
+
+
+def _forget_unused_vocab_link(model: L.LightningModule) -> None:
+    """Drop the data's vocab_size from the saved network config when the network does not take it.
+
+    The link data.vocab_size -> network.vocab_size is skipped for a network without that argument
+    (``hyper.Wrapped`` around a character model: the user states vocab_size on the target), but
+    Lightning still records the value among the network's saved arguments, and a checkpoint would
+    then not rebuild its network.
+    """
+    network, saved = getattr(model, "network", None), getattr(model, "hparams", {}).get("network")
+    if network is None or not isinstance(saved, dict) or "vocab_size" not in saved.get("init_args", {}):
+        return
+    if "vocab_size" not in inspect.signature(type(network).__init__).parameters:
+        del saved["init_args"]["vocab_size"]
 
 
 def _parser_kwargs(**kwargs: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelPruning
 from torch import nn
 
-from hyper import count_parameters
+from hyper import Wrapped, count_parameters
 
 
 def describe_network(network: nn.Module, *, pruned: bool = False) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def describe_network(network: nn.Module, *, pruned: bool = False) -> dict[str, A
     spec = getattr(network, "spec", None)
     config = {k: v for k, v in getattr(network, "config", {}).items() if k != "source"}
     return {
-        "model": type(network).__name__,
+        "model": network_name(network),
         "model_args": jsonable(config),
         "source": getattr(spec, "name", None),
         "knobs": jsonable(spec.knobs()) if spec is not None else {},
@@ -42,6 +42,13 @@ def describe_network(network: nn.Module, *, pruned: bool = False) -> dict[str, A
         "compression_ratio": counts.compression_ratio,
         **({"pruned": True} if pruned else {}),
     }
+
+
+def network_name(network: nn.Module) -> str:
+    """The network's class, or for ``hyper.wrap`` of a module, that module's class and the source."""
+    if type(network) is Wrapped:
+        return f"{type(network.target).__name__}+{network.spec.name}"
+    return type(network).__name__
 
 
 def log_parameter_counts(module: L.LightningModule) -> None:
