@@ -100,7 +100,7 @@ def test_metrics_per_stage_and_a_checkpoint_without_pickled_objects(tmp_path) ->
     trainer = one_sgd_step(module)
     assert module.train_metrics is not module.val_metrics is not module.test_metrics
     trainer.test(module, datamodule=RandomImages(), verbose=False)
-    assert 0.0 <= trainer.callback_metrics["test_acc"] <= 1.0
+    assert (trainer.callback_metrics["test_acc"].item() * 16).is_integer()  # k of 16 images
     # Built in Python (not by the CLI), the network and optimiser are left out of hparams,
     # so the checkpoint loads without unpickling objects.
     assert "network" not in module.hparams and module.hparams["schedule"] == "cosine"
