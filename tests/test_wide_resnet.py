@@ -55,6 +55,7 @@ def test_plain_equivalent_is_the_plain_model():
 def test_paper_model_counts(name, trainable, plain, ratio, breakdown):
     count = count_parameters(create_model(name))
     assert (count.trainable, count.plain_equivalent, f"{count.compression_ratio:.2f}") == (trainable, plain, ratio)
+    assert count.compression_ratio == pytest.approx(plain / trainable, rel=1e-12)
     if breakdown:
         assert count.breakdown == breakdown
 
