@@ -1,14 +1,27 @@
-"""Distillation: the loss's algebra, and a student trained against a teacher checkpoint."""
+"""Distillation: the loss's algebra, the loss a student trains on, and a student trained against a
+teacher checkpoint."""
 
 import math
+from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 
+from hyper.training import ImageClassifier
 from hyper.training.cli import main
-from hyper.training.distillation import distillation_loss
-from test_cli import only_run, write_config
+from hyper.training.distillation import distillation_loss, load_teacher
+from models import HyperResNet
+from test_cli import NETWORK, TinyImages, only_run, write_config
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of a HyperResNet-10-1 trained on TinyImages by ``train.py fit``."""
+    folder = tmp_path_factory.mktemp("teacher")
+    assert main(["fit", "--config", str(write_config(folder))]) == 0
+    return next(only_run(folder / "runs").glob("checkpoints/last.ckpt"))
 
 
 def test_loss_ends_and_scaling():
@@ -23,15 +36,32 @@ def test_loss_ends_and_scaling():
     assert math.isclose(distillation_loss(s, t, y, temperature=T, weight=1.0).item(), by_hand.item(), rel_tol=1e-5)
 
 
-def test_student_learns_from_a_teacher_checkpoint(tmp_path, capsys):
-    (tmp_path / "teacher").mkdir()
-    (tmp_path / "student").mkdir()
-    assert main(["fit", "--config", str(write_config(tmp_path / "teacher"))]) == 0
-    teacher = next(only_run(tmp_path / "teacher" / "runs").glob("checkpoints/last.ckpt"))
-    student = write_config(tmp_path / "student", embedding_dim=2)
+def test_the_student_trains_on_the_teachers_soft_targets(teacher: Path) -> None:
+    torch.manual_seed(0)
+    data = TinyImages(size=16, batch_size=16)  # one batch: the step sees every image
+    data.setup("fit")
+    images, labels = data.data.tensors
+    student = HyperResNet(**NETWORK)
+    with torch.no_grad():  # the step's own logits: train mode, batch statistics
+        logits = student.train()(images)
+    soft_targets = load_teacher(teacher)(images)
+    expected = distillation_loss(logits, soft_targets, labels, temperature=2.0, weight=0.7)
+    assert abs(expected - F.cross_entropy(logits, labels)) > 0.1  # the teacher makes a difference
+
+    module = ImageClassifier(network=student, teacher=str(teacher), distill_temperature=2.0, distill_weight=0.7)
+    trainer = L.Trainer(
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=data)
+    assert trainer.callback_metrics["train_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_student_learns_from_a_teacher_checkpoint(teacher: Path, tmp_path: Path) -> None:
+    student = write_config(tmp_path, embedding_dim=2)
     args = ["run", "--config", str(student), "--model.teacher", str(teacher), "--model.distill_temperature", "2"]
     assert main(args) == 0
-    checkpoint = torch.load(next(only_run(tmp_path / "student" / "runs").glob("checkpoints/last.ckpt")), weights_only=False)
+    checkpoint = torch.load(next(only_run(tmp_path / "runs").glob("checkpoints/last.ckpt")), weights_only=False)
     # The teacher trains nothing and is not saved in the student's checkpoint.
     assert not any("teacher" in key for key in checkpoint["state_dict"])
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hyper import Hyper, LowRank, Tied, count_parameters, materialize
+from hyper import Hyper, LowRank, Templates, Tied, count_parameters, materialize
 from models import LNLSTM, LSTMStack, StaticHyperLSTM
 
 I, H, L = 16, 32, 3
@@ -52,11 +52,13 @@ def test_state_carrying_and_materialize():
     assert torch.allclose(plain(x)[0], whole, atol=1e-6)
 
 
-def test_gradients_and_other_sources():
-    for spec in (Hyper(embedding_dim=4), Tied(), LowRank(rank=2)):
-        stack = LSTMStack(input_size=I, hidden_size=H, num_layers=2, source=spec)
-        stack(torch.randn(2, 5, I))[0].sum().backward()
-        assert all(p.grad is not None for p in stack.source.parameters())
+@pytest.mark.parametrize("spec", [Hyper(embedding_dim=4), Tied(), LowRank(rank=2), Templates(num_templates=2)])
+def test_gradients_reach_every_parameter(spec):
+    torch.manual_seed(0)
+    stack = LSTMStack(input_size=I, hidden_size=H, num_layers=2, source=spec)
+    stack(torch.randn(2, 5, I))[0].square().sum().backward()
+    for name, p in stack.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 def test_initial_scale_matches_the_plain_lstm():

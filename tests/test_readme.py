@@ -1,20 +1,81 @@
-"""The README's parameter table is what the project's own code counts."""
+"""The README's figures are what the project's own code counts, and its example does what it says."""
 
+import contextlib
+import io
+import re
 from pathlib import Path
 
+import torch
+import yaml
+from jsonargparse import ArgumentParser
+from torch import nn
+
+from hyper import GeneratedNetwork, count_parameters
+from hyper.sweeps import load_sweep
 from models.paper_table import paper_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def section(name: str) -> str:
+    return README.split(f"<!-- {name} -->\n", 1)[1].split(f"\n<!-- /{name} -->", 1)[0]
+
+
+def build_network(config: dict) -> nn.Module:
+    """The network a train.py config names (``model.init_args.network``), nothing else."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--network", type=nn.Module)
+    return parser.instantiate_classes(parser.parse_object({"network": config})).network
 
 
 def test_readme_table_is_current():
-    text = README.read_text()
-    table = text.split("<!-- paper-table -->\n", 1)[1].split("\n<!-- /paper-table -->", 1)[0]
-    assert table == paper_table()
+    assert section("paper-table") == paper_table()
 
 
-def test_readme_example_runs():
-    import re
+def test_readme_example_runs_and_prints_the_counts():
+    code = re.findall(r"```python\n(.*?)```", README, re.S)[0]
+    names, printed = {}, io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README example", "exec"), names)
+    rows = {" ".join(line.split()[:-1]): line.split()[-1] for line in printed.getvalue().splitlines() if line.strip("-")}
+    # HyperResNet-40-1 with N_z 64: the paper's hyper model (see the paper table)
+    assert rows == {
+        "embeddings": "15,488", "generator": "75,920", "not generated": "6,362",
+        "trainable": "97,770", "plain-equivalent": "563,930", "compression ratio": "5.77x",
+    }
+    model, plain = names["model"], names["plain"]
+    assert all(p.grad.abs().sum() > 0 for p in model.parameters())  # the training step reached every part
+    # "an ordinary WRN with the generated kernels baked in"
+    assert not isinstance(plain, GeneratedNetwork) and sum(p.numel() for p in plain.parameters()) == 563_930
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(plain.eval()(x), model.eval()(x), rtol=1e-4, atol=1e-5)
 
-    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
-    exec(compile(code, "README example", "exec"), {})
+
+def test_readme_default_figures_are_the_default_networks():
+    stated = re.search(r"([\d,]+) trainable\s+parameters for a ([\d,]+)-parameter plain network", README)
+    default = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    count = count_parameters(build_network(default["model"]["init_args"]["network"]))
+    assert stated.groups() == (f"{count.trainable:,}", f"{count.plain_equivalent:,}")
+
+
+def pruned_size(network: nn.Module, amount: float) -> int:
+    """Non-zero parameters left when each conv and linear weight loses round(amount × its size)."""
+    removed = sum(round(amount * m.weight.numel()) for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    return sum(p.numel() for p in network.parameters()) - removed
+
+
+def test_readme_digits_sweep_sizes_are_what_the_sweep_builds():
+    points = {}
+    for point in load_sweep(ROOT / "configs" / "sweeps" / "digits.yaml").points():
+        points[(point.method, ", ".join(f"{k}={v}" for k, v in point.knobs.items()))] = point
+    rows = [line.split("|")[1:-1] for line in section("digits-sweep").splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == len(points)
+    for method, knobs, trainable, compression, *_ in (map(str.strip, row) for row in rows):
+        point = points[(method, knobs)]
+        network = build_network(point.config["model"]["init_args"]["network"])
+        count = count_parameters(network)
+        size = count.trainable
+        if method == "pruned":  # counted on non-zero weights: what pruning leaves
+            size = pruned_size(network, point.knobs["amount"])
+        assert (trainable, compression) == (f"{size:,}", f"{count.plain_equivalent / size:.2f}x"), (method, knobs)

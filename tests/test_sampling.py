@@ -75,10 +75,12 @@ def test_bad_sampling_options_are_refused(options: dict, says: str) -> None:
         draw(network(), seed=0, **options)
 
 
-def test_sampling_keeps_the_networks_mode() -> None:
+def test_sampling_draws_as_in_eval_mode_and_keeps_the_networks_mode() -> None:
+    torch.manual_seed(0)
     net = CharRNN(**NETWORK, dropout=0.5)
-    draw(net, seed=0, length=3)
+    in_training_mode = draw(net, seed=0)
     assert net.training  # put back in training mode after sampling in eval mode
+    assert in_training_mode == draw(net.eval(), seed=0)  # no dropout while sampling
 
 
 # the command ------------------------------------------------------------------------------

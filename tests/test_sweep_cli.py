@@ -2,9 +2,13 @@
 
 import json
 
+import pytest
 import yaml
+from torch import nn
 
+from hyper import LowRank, count_parameters
 from hyper.training.cli import main
+from models import create_model
 from test_cli import write_config
 
 PLAIN = {"class_path": "models.WideResNet", "init_args": {"depth": 10, "width": 1, "num_classes": 4, "in_channels": 3}}
@@ -48,10 +52,15 @@ def test_sweep_runs_resumes_and_plots(tmp_path, capsys):
     assert [r["method"] for r in rows] == ["hyper", "hyper", "lowrank", "pruned"]
     assert rows[0]["knobs"] == {"embedding_dim": 2} and rows[0]["source"] == "hyper"
     assert rows[0]["trainable_params"] < rows[1]["trainable_params"]  # grows with embedding size
-    assert rows[2]["source"] == "lowrank" and rows[2]["compression_ratio"] > 1
-    pruned = rows[3]
-    # Counted on non-zero weights: 75% of the conv and linear weights are gone.
-    assert pruned["pruned"] is True and 2.5 < pruned["compression_ratio"] < 4
+    lowrank = count_parameters(create_model("wrn10_1", num_classes=4, source=LowRank(rank=1)))
+    assert rows[2]["source"] == "lowrank" and rows[2]["trainable_params"] == lowrank.trainable
+    assert rows[2]["compression_ratio"] == pytest.approx(lowrank.compression_ratio)
+    # Counted on non-zero weights: round(75%) of each conv and linear weight is gone.
+    plain = create_model("wrn10_1", num_classes=4)
+    pruned = sum(round(0.75 * m.weight.numel()) for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    size = sum(p.numel() for p in plain.parameters())
+    assert rows[3]["pruned"] is True and rows[3]["trainable_params"] == size - pruned
+    assert rows[3]["compression_ratio"] == pytest.approx(size / (size - pruned))
     assert (out / "tiny_sweep.png").is_file()
     printed = capsys.readouterr().out
     assert "[4/4] pruned(amount=0.75) seed=0" in printed and "| lowrank | rank=1 |" in printed

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from hyper.sweeps import finish, load_sweep, parse_shard, read_rows, run_sweep, shard, summarize
+from hyper.sweeps.plot import FRONT_LABEL, draw_curves
 from hyper.sweeps.summary import pareto_front
 
 SWEEP = """
@@ -106,15 +107,62 @@ def test_summary_and_plot_from_a_results_file(sweep, tmp_path):
     assert len(entries) == 3 + 4 and all(e.seeds == 2 for e in entries)
 
 
+ROWS = [
+    {"method": "a", "knobs": {"k": 1}, "trainable_params": 1, "compression_ratio": 10, "test_acc": 0.90},
+    {"method": "a", "knobs": {"k": 2}, "trainable_params": 2, "compression_ratio": 5, "test_acc": 0.95},
+    {"method": "b", "knobs": {"k": 1}, "trainable_params": 3, "compression_ratio": 4, "test_acc": 0.93},  # dominated
+    {"method": "b", "knobs": {"k": 2}, "trainable_params": 4, "compression_ratio": 2, "test_acc": 0.97},
+]
+
+
 def test_pareto_front():
-    rows = [
-        {"method": "a", "knobs": {"k": 1}, "trainable_params": 1, "compression_ratio": 10, "test_acc": 0.90},
-        {"method": "a", "knobs": {"k": 2}, "trainable_params": 2, "compression_ratio": 5, "test_acc": 0.95},
-        {"method": "b", "knobs": {"k": 1}, "trainable_params": 3, "compression_ratio": 4, "test_acc": 0.93},  # dominated
-        {"method": "b", "knobs": {"k": 2}, "trainable_params": 4, "compression_ratio": 2, "test_acc": 0.97},
-    ]
-    front = pareto_front(summarize(rows, "test_acc"))
+    front = pareto_front(summarize(ROWS, "test_acc"))
     assert [(e.method, e.knobs["k"]) for e in front] == [("b", 2), ("a", 2), ("a", 1)]
+
+
+def drawn(figure):
+    """What a compression-curve figure shows: {label: (x, y)} of its lines, its ringed points,
+    its point labels, the front's draw style and the axes' scales."""
+    (ax,) = figure.axes
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}  # errorbar: one container per method
+    lines |= {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    (rings,) = [c for c in ax.collections if type(c).__name__ == "PathCollection"]
+    return {
+        "lines": {label: (list(line.get_xdata()), list(line.get_ydata())) for label, line in lines.items()},
+        "front_style": lines[FRONT_LABEL].get_drawstyle(),
+        "rings": [tuple(point) for point in rings.get_offsets()],
+        "labels": sorted((t.get_text(), tuple(t.xy)) for t in ax.texts),
+        "scales": (ax.get_xscale(), ax.get_yscale()),
+        "ylabel": ax.get_ylabel(),
+        "legend": [t.get_text() for t in ax.get_legend().get_texts()],
+    }
+
+
+def test_the_plot_shows_each_method_and_the_front():
+    shown = drawn(draw_curves(summarize(ROWS, "test_acc"), "test_acc"))
+    assert shown["scales"] == ("log", "linear") and shown["ylabel"] == "test error (%)"
+    assert sorted(shown["legend"]) == ["Pareto front", "a", "b"]
+    # error in % against compression, each method's points in order of compression
+    assert shown["lines"] == {
+        "a": ([5, 10], pytest.approx([5, 10])),
+        "b": ([2, 4], pytest.approx([3, 7])),
+        "Pareto front": ([2, 5, 10], pytest.approx([3, 5, 10])),
+    }
+    # the best error reachable at each compression or more: a staircase that steps at each point
+    assert shown["front_style"] == "steps-pre"
+    assert shown["rings"] == [(2, pytest.approx(3)), (5, pytest.approx(5)), (10, pytest.approx(10))]
+    assert [(text, x) for text, (x, _) in shown["labels"]] == [("1", 4), ("1", 10), ("2", 2), ("2", 5)]
+
+
+def test_the_plot_takes_a_log_cost_axis_when_a_point_collapses():
+    collapsed = {"method": "c", "knobs": {"k": 1}, "trainable_params": 1, "compression_ratio": 20, "test_acc": 0.1}
+    shown = drawn(draw_curves(summarize([*ROWS, collapsed], "test_acc"), "test_acc"))
+    assert shown["scales"] == ("log", "log")  # 3% to 90%: a linear axis would squash the rest
+    assert shown["lines"]["Pareto front"] == ([2, 5, 10, 20], pytest.approx([3, 5, 10, 90]))
+    bpc = [{**row, "test_bpc": 1 + row["test_acc"]} for row in ROWS]
+    shown = drawn(draw_curves(summarize(bpc, "test_bpc"), "test_bpc"))
+    assert shown["ylabel"] == "test_bpc" and shown["scales"] == ("log", "linear")
+    assert shown["lines"]["Pareto front"] == ([10], pytest.approx([1.9]))  # lower bpc is better
 
 
 def test_bad_sweep_files(tmp_path):

@@ -1,5 +1,7 @@
 """The WRN family over every factory preset, and the exact parameter counts of the paper's models."""
 
+import functools
+
 import pytest
 import torch
 
@@ -17,14 +19,19 @@ def test_output_shape(name):
     assert y.shape == (2, 7)
 
 
+@functools.cache
+def plain_size(arch):
+    return sum(p.numel() for p in create_model(arch).parameters())
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_preset_builds_and_counts(name):
     model = create_model(name)
     count = count_parameters(model)
     assert isinstance(model, GeneratedNetwork) == name.startswith(("hyper_", "tied_"))
-    assert sum(count.breakdown.values()) == count.trainable
-    # Not always > 1: the paper's generator alone (75,920) outweighs a plain WRN-10-1.
-    assert count.compression_ratio == count.plain_equivalent / count.trainable
+    assert count.trainable == sum(p.numel() for p in model.parameters()) == sum(count.breakdown.values())
+    # plain-equivalent: the size of the plain network of the same architecture
+    assert count.plain_equivalent == plain_size(name.removeprefix("hyper_").removeprefix("tied_"))
 
 
 def test_plain_equivalent_is_the_plain_model():
@@ -35,21 +42,28 @@ def test_plain_equivalent_is_the_plain_model():
 
 
 # Hand counts (issue #2): bias-free stem and shortcuts, affine BN (two per block + final),
-# linear classifier with bias; N_z = d = 64, tile 16.
+# linear classifier with bias; N_z = d = 64, tile 16. Ratios as the README's table prints them.
 @pytest.mark.parametrize(
-    "name, trainable, plain, breakdown",
+    "name, trainable, plain, ratio, breakdown",
     [
-        ("hyper_wrn40_1", 97_770, 563_930, {"embeddings": 242 * 64, "generator": 75_920, "not generated": 6_362}),
-        ("hyper_wrn40_2", 155_626, 2_243_546, {"embeddings": 966 * 64, "generator": 75_920, "not generated": 17_882}),
-        ("wrn40_1", 563_930, 563_930, None),
-        ("wrn40_2", 2_243_546, 2_243_546, None),
+        ("hyper_wrn40_1", 97_770, 563_930, "5.77", {"embeddings": 242 * 64, "generator": 75_920, "not generated": 6_362}),
+        ("hyper_wrn40_2", 155_626, 2_243_546, "14.42", {"embeddings": 966 * 64, "generator": 75_920, "not generated": 17_882}),
+        ("wrn40_1", 563_930, 563_930, "1.00", None),
+        ("wrn40_2", 2_243_546, 2_243_546, "1.00", None),
     ],
 )
-def test_paper_model_counts(name, trainable, plain, breakdown):
+def test_paper_model_counts(name, trainable, plain, ratio, breakdown):
     count = count_parameters(create_model(name))
-    assert (count.trainable, count.plain_equivalent) == (trainable, plain)
+    assert (count.trainable, count.plain_equivalent, f"{count.compression_ratio:.2f}") == (trainable, plain, ratio)
+    assert count.compression_ratio == pytest.approx(plain / trainable, rel=1e-12)
     if breakdown:
         assert count.breakdown == breakdown
+
+
+def test_the_generator_outweighs_a_small_target():
+    # README: the generator alone (75,920) outweighs a plain WRN-10-1, so hyper WRN-10-1 is larger.
+    count = count_parameters(create_model("hyper_wrn10_1"))
+    assert count.breakdown["generator"] == 75_920 and count.compression_ratio < 1
 
 
 def test_generator_count_formula():

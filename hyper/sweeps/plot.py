@@ -8,18 +8,23 @@ ringed points.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hyper.sweeps.summary import Entry, cost_name, pareto_front
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def plot_curves(entries: list[Entry], metric: str, path: Path, title: str = "") -> Path:
-    """Write the PNG and return its path."""
-    import matplotlib
+FRONT_LABEL = "Pareto front"
 
-    matplotlib.use("Agg")  # files only: no display on servers and CI
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+def draw_curves(entries: list[Entry], metric: str, title: str = "") -> Figure:
+    """The figure, one Axes: a line per method (labelled with the method), the front's step line
+    (labelled ``FRONT_LABEL``), a knob label per point. Not saved: see ``plot_curves``."""
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, no display backend
+
+    fig = Figure(figsize=(8, 5.5), dpi=120)
+    ax = fig.subplots()
     for method in dict.fromkeys(e.method for e in entries):
         line = sorted((e for e in entries if e.method == method), key=lambda e: e.compression_ratio)
         xs, ys = [e.compression_ratio for e in line], [e.cost for e in line]
@@ -28,8 +33,8 @@ def plot_curves(entries: list[Entry], metric: str, path: Path, title: str = "") 
             ax.annotate(e.knob_label, (e.compression_ratio, e.cost), textcoords="offset points",
                         xytext=(4, 5), fontsize=7)
     front = pareto_front(entries)
-    ax.step([e.compression_ratio for e in front], [e.cost for e in front], where="post",
-            linestyle="--", color="black", linewidth=1, label="Pareto front")
+    ax.step([e.compression_ratio for e in front], [e.cost for e in front], where="pre",
+            linestyle="--", color="black", linewidth=1, label=FRONT_LABEL)
     ax.scatter([e.compression_ratio for e in front], [e.cost for e in front], s=140,
                facecolors="none", edgecolors="black", linewidths=1)
     ax.set_xscale("log")
@@ -42,7 +47,11 @@ def plot_curves(entries: list[Entry], metric: str, path: Path, title: str = "") 
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(entries: list[Entry], metric: str, path: Path, title: str = "") -> Path:
+    """Write the PNG of ``draw_curves`` and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    draw_curves(entries, metric, title).savefig(path)
     return path

@@ -34,6 +34,9 @@ except ImportError:  # older Lightning: no checkpoint-rebuilds-network support
 class ImageClassifier(L.LightningModule):
     """Train an image classifier: cross-entropy, accuracy per stage, optional kernel L2 penalty.
 
+    ``train_acc``, ``val_acc`` and ``test_acc`` are the fraction of images classified
+    correctly over the epoch (error = 1 - acc).
+
     Args:
         network: images (B, C, H, W) to logits (B, num_classes): a ``GeneratedNetwork``
             (``models.HyperResNet``, ``models.WideResNet`` with any source) or any nn.Module.
@@ -107,7 +110,10 @@ class ImageClassifier(L.LightningModule):
             )
         if not hasattr(self, "val_metrics"):  # setup runs again for a test after fit
             self.check_data(datamodule)
-            metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes=datamodule.num_classes)})
+            # Micro: the fraction of images classified correctly (error = 1 - acc), not
+            # torchmetrics' default per-class (macro) mean of recalls.
+            accuracy = MulticlassAccuracy(num_classes=datamodule.num_classes, average="micro")
+            metrics = MetricCollection({"acc": accuracy})
             self.train_metrics = metrics.clone(prefix="train_")
             self.val_metrics = metrics.clone(prefix="val_")
             self.test_metrics = metrics.clone(prefix="test_")
