@@ -33,12 +33,35 @@ def test_readme_table_is_current():
     assert section("paper-table") == paper_table()
 
 
-def test_readme_example_runs_and_prints_the_counts():
-    code = re.findall(r"```python\n(.*?)```", README, re.S)[0]
+def run_example(marker: str) -> tuple[dict, dict]:
+    """Run the README's python block holding ``marker``: its names and the table it printed."""
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", README, re.S) if marker in block]
     names, printed = {}, io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(compile(code, "README example", "exec"), names)
-    rows = {" ".join(line.split()[:-1]): line.split()[-1] for line in printed.getvalue().splitlines() if line.strip("-")}
+    return names, table_rows(printed.getvalue())
+
+
+def table_rows(text: str) -> dict:
+    return {" ".join(line.split()[:-1]): line.split()[-1] for line in text.splitlines() if line.strip("-")}
+
+
+def test_readme_wrap_example_runs_prints_its_table_and_materializes():
+    names, rows = run_example("wrap(ResNet18()")
+    shown = README.split("plain = materialize(model)", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    assert rows == table_rows(shown)  # the table printed under the example is what it prints
+    assert rows["compression ratio"] == "21.68x" and "26.14×" in README  # tied: stated in the text
+    tied = names["wrap"](names["ResNet18"](), names["Hyper"](embedding_dim=64, tying_groups=1))
+    assert f"{count_parameters(tied).compression_ratio:.2f}" == "26.14"
+    model, plain = names["model"], names["plain"]
+    assert all(p.grad.abs().sum() > 0 for p in model.parameters())  # the step reached every part
+    assert type(plain) is names["ResNet18"] and not any(isinstance(m, GeneratedNetwork) for m in plain.modules())
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(plain.eval()(x), model.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_readme_example_runs_and_prints_the_counts():
+    names, rows = run_example("HyperResNet(depth=40")
     # HyperResNet-40-1 with N_z 64: the paper's hyper model (see the paper table)
     assert rows == {
         "embeddings": "15,488", "generator": "75,920", "not generated": "6,362",
