@@ -69,21 +69,26 @@ class TileGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         """(T, N_z) embeddings -> (T, N_out, N_in, *kernel) tiles."""
-        tiles = self._folded(z) if self._folding_pays(z.shape[0]) else self._two_maps(z)
+        if self.folding_pays(z.shape[0]):
+            weight, bias = self.folded()
+            tiles = torch.addmm(bias, z, weight)  # (T, o·i·f): already the tiles' layout
+        else:
+            tiles = self._two_maps(z)
         return tiles.view(z.shape[0], *self.tile_shape)
 
-    def _folding_pays(self, tiles: int) -> bool:
+    def folding_pays(self, tiles: int) -> bool:
         """Whether z · (W_i W_out) costs fewer multiply-adds than the two maps in turn."""
         n_z, d, n_in = self.embedding_dim, self.hidden_dim, self.tile_in
         out = self.tile_out * self.kernel_area
         return n_z * n_in * out * (d + tiles) <= tiles * n_in * d * (n_z + out)
 
-    def _folded(self, z: Tensor) -> Tensor:
-        """One matmul with the folded (N_z → N_out·N_in·f²) matrix: (T, o·i·k), final layout."""
+    def folded(self) -> tuple[Tensor, Tensor]:
+        """The generator as one affine map: weight (N_z, N_out·N_in·f²) and bias (N_out·N_in·f²,),
+        columns in the tile's (o, i, f) order, so z · weight + bias is the tiles' final layout."""
         w_out = rearrange(self.w_out, "d (o k) -> d o k", o=self.tile_out)
         weight = torch.einsum("izd,dok->zoik", self.w_in, w_out).reshape(self.embedding_dim, -1)
         bias = torch.einsum("id,dok->oik", self.b_in, w_out) + rearrange(self.b_out, "(o k) -> o 1 k", o=self.tile_out)
-        return torch.addmm(bias.reshape(-1), z, weight)
+        return weight, bias.reshape(-1)
 
     def _two_maps(self, z: Tensor) -> Tensor:
         """The paper's two maps in turn: (T, o, i, k)."""

@@ -4,17 +4,15 @@ Every generated weight of shape (out, in, *kernel) is m × k tiles of (t, t, *ke
 ceil(out / t), k = ceil(in / t), each tile from its own embedding z; a weight the tile does not
 divide (``wrap(..., pad=True)``) is cropped from its tiles. There is one generator per kernel
 size (3×3 convs, 1×1 convs, 7×7 convs and matrices each their own, as a tile's shape differs),
-and embeddings are stored per kernel size, grouped by weight shape, so that one generator call
-makes every tile of that kernel size and one rearrange per shape assembles those weights.
-Generator calls per forward = distinct kernel sizes.
+and embeddings are stored per kernel size, so that one generator call (one matmul) makes every
+tile of that size; ``hyper/sources/assembly.py`` puts the tiles in place. Generator calls per
+forward = distinct kernel sizes.
 
 Initialisation (hyperfan-in through the embeddings): the generator has unit gain, so a tile's
 variance equals its embedding's; each group's embeddings lie on a sphere of radius
 sqrt(N_z)·σ, with σ² its layer's target variance (``GeneratedLayer.init_std``²: 2 / fan_in for
 ReLU convs, 1 / fan_in for linear maps), so every generated weight starts with the variance
 of a Kaiming-initialised one.
-
-Axes: u weights of one shape, m/k tiles along out/in channels, o/i channels within a tile.
 """
 
 from __future__ import annotations
@@ -24,15 +22,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from hyper.generator import TileGenerator
 from hyper.layers import GeneratedLayer
+from hyper.sources.assembly import Buffers, assemble, generate_and_assemble, layout
 from hyper.sources.base import SourceSpec, WeightSource, check_positive
 from hyper.tying import TieGroup, check_tying_groups, tie
-
-Shape = tuple[int, ...]
 
 
 def kernel_key(kernel: tuple[int, ...]) -> str:
@@ -62,62 +58,61 @@ class HyperWeights(WeightSource):
     ) -> None:
         super().__init__(layers)
         self.tile = tile_channels
-        # kernel key -> [(shape, tie groups of that shape)], in order of first appearance
-        self.plan = _plan(tie(layers, tying_groups))
+        # kernel key -> the tie groups whose weights it generates, in embedding-table order
+        self.groups = _by_kernel_size(tie(layers, tying_groups))
+        self.placements = {
+            key: layout([group[0].shape for group in groups], tile_channels) for key, groups in self.groups.items()
+        }
         self.generators = nn.ModuleDict({
             key: TileGenerator(
                 embedding_dim=embedding_dim,
                 hidden_dim=hidden_dim,
                 tile_in=tile_channels,
                 tile_out=tile_channels,
-                kernel_size=shapes[0][0][2:],
+                kernel_size=groups[0][0].kernel_size,
             )
-            for key, shapes in self.plan.items()
+            for key, groups in self.groups.items()
         })
         self.embeddings = nn.ParameterDict({
-            key: nn.Parameter(self._initial_embeddings(shapes, embedding_dim)) for key, shapes in self.plan.items()
+            key: nn.Parameter(self._initial_embeddings(key, embedding_dim)) for key in self.groups
         })
+        self.reused = {key: Buffers() for key in self.groups}  # not state: scratch memory
 
-    def tiles_per_weight(self, shape: Shape) -> tuple[int, int]:
-        """(m, k): tiles along the out- and in-channels of a weight of ``shape``."""
-        return -(-shape[0] // self.tile), -(-shape[1] // self.tile)
-
-    def _initial_embeddings(self, shapes: list[tuple[Shape, list[TieGroup]]], embedding_dim: int) -> Tensor:
+    def _initial_embeddings(self, key: str, embedding_dim: int) -> Tensor:
         std = torch.cat([
-            torch.full((self._tiles(shape),), group[0].init_std) for shape, groups in shapes for group in groups
+            torch.full((p.tiles,), group[0].init_std) for group, p in zip(self.groups[key], self.placements[key])
         ])  # (T,)
         # Each z on the sphere of radius σ·sqrt(N_z), not merely σ in expectation: a kernel of
         # one tile would otherwise inherit the ±18% spread of a single chi-squared norm.
         direction = F.normalize(torch.randn(len(std), embedding_dim), dim=1)
         return direction * (std[:, None] * embedding_dim**0.5)
 
-    def _tiles(self, shape: Shape) -> int:
-        m, k = self.tiles_per_weight(shape)
-        return m * k
-
     def forward(self) -> dict[str, Tensor]:
         weights: dict[str, Tensor] = {}
-        for key, shapes in self.plan.items():
-            tiles = self.generators[key](self.embeddings[key])  # (T, o, i, *kernel)
-            sizes = [len(groups) * self._tiles(shape) for shape, groups in shapes]
-            for (shape, groups), chunk in zip(shapes, tiles.split(sizes)):
-                kernels = self._assemble(chunk, shape)  # (u, out, in, *kernel)
-                weights.update((layer.name, kernel) for group, kernel in zip(groups, kernels.unbind(0)) for layer in group)
+        for key, groups in self.groups.items():
+            for group, weight in zip(groups, self._generate(key)):
+                weights.update((layer.name, weight) for layer in group)
         return weights
 
-    def _assemble(self, tiles: Tensor, shape: Shape) -> Tensor:
-        """(u·m·k, o, i, *kernel) tiles -> (u, out, in, *kernel) weights, cropped if padded."""
-        m, k = self.tiles_per_weight(shape)
-        kernels = rearrange(tiles, "(u m k) o i ... -> u (m o) (k i) ...", m=m, k=k)
-        if kernels.shape[1:3] != shape[:2]:
-            kernels = kernels[:, : shape[0], : shape[1]]
-        return kernels
+    def _generate(self, key: str) -> list[Tensor]:
+        """The weights of one kernel size, one per tie group: a single generator call."""
+        generator, z, placements = self.generators[key], self.embeddings[key], self.placements[key]
+        traced = torch.compiler.is_compiling() or torch.is_autocast_enabled(z.device.type)
+        if generator.folding_pays(z.shape[0]) and not traced:
+            weight, bias = generator.folded()
+            return generate_and_assemble(z, weight, bias, placements, generator.tile_shape, self.reused[key])
+        return assemble(generator(z), placements)  # (T, o, i, *kernel) tiles, autograd's way
 
     def parameter_parts(self) -> dict[str, int]:
         return {
             "embeddings": sum(p.numel() for p in self.embeddings.values()),
             "generator": sum(p.numel() for p in self.generators.parameters()),
         }
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["reused"] = {key: Buffers() for key in self.groups}  # scratch memory is not copied
+        return state
 
 
 @dataclass(frozen=True)
@@ -158,13 +153,10 @@ class Hyper(SourceSpec):
         )
 
 
-def _plan(groups: list[TieGroup]) -> dict[str, list[tuple[Shape, list[TieGroup]]]]:
-    """Tie groups by kernel size, then by shape: the embedding tables' layout."""
-    by_shape: dict[Shape, list[TieGroup]] = {}
+def _by_kernel_size(groups: list[TieGroup]) -> dict[str, list[TieGroup]]:
+    """Tie groups by kernel size (each size its own generator and embedding table), in order."""
+    by_key: dict[str, list[TieGroup]] = {}
     for group in groups:
-        by_shape.setdefault(group[0].shape, []).append(group)
-    plan: dict[str, list[tuple[Shape, list[TieGroup]]]] = {}
-    for shape, shape_groups in by_shape.items():
-        plan.setdefault(kernel_key(shape[2:]), []).append((shape, shape_groups))
-    return plan
+        by_key.setdefault(kernel_key(group[0].kernel_size), []).append(group)
+    return by_key
 
