@@ -15,6 +15,7 @@ from models.char_model import CharRNN, build_core
 from models.hyper_lstm import HyperLSTM
 from models.lstm import LSTM, LNLSTM, RecurrentStack, detach_state
 from models.lstm_stack import LSTMStack, StaticHyperLSTM
+from models.resnet import ResNet, resnet18, resnet34
 from models.transformer import CharTransformer, HyperCharTransformer
 from models.wide_resnet import BLOCK_CONVS, HyperResNet, PreActBlock, WideResNet, wide_resnet
 
@@ -32,6 +33,7 @@ __all__ = [
     "HyperResNet",
     "LSTMStack",
     "RecurrentStack",
+    "ResNet",
     "StaticHyperLSTM",
     "build_core",
     "detach_state",
@@ -41,6 +43,8 @@ __all__ = [
     "hyper_wrn40_1",
     "hyper_wrn40_2",
     "list_models",
+    "resnet18",
+    "resnet34",
     "wide_resnet",
     "wrn40_1",
     "wrn40_2",
