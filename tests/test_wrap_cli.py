@@ -23,7 +23,9 @@ def test_a_users_module_wrapped_from_the_command_line(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     flags = [
         "--model.network", "hyper.Wrapped",
-        "--model.network.target", "targets.ResNet18Style",
+        "--model.network.target", "models.ResNet",
+        "--model.network.target.blocks", "[2, 2]",
+        "--model.network.target.widths", "[16, 32]",
         "--model.network.target.num_classes", "4",
         "--model.network.source", "hyper.Hyper",
         "--model.network.source.embedding_dim", "4",
@@ -33,7 +35,7 @@ def test_a_users_module_wrapped_from_the_command_line(tmp_path: Path) -> None:
     assert main(["fit", "--config", str(config), *flags]) == 0
     report = json.loads((only_run(tmp_path / "runs") / "report.json").read_text())
     expected = count_parameters(wrap(ResNet18Style(num_classes=4), Hyper(embedding_dim=4), exclude="*downsample*"))
-    assert (report["model"], report["source"]) == ("ResNet18Style+hyper", "hyper")
+    assert (report["model"], report["source"]) == ("ResNet+hyper", "hyper")
     assert report["trainable_params"] == expected.trainable
     assert report["plain_equivalent_params"] == expected.plain_equivalent
     # the checkpoint rebuilds the wrapped network: nothing restated
