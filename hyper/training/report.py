@@ -40,6 +40,8 @@ def describe_network(network: nn.Module, *, pruned: bool = False) -> dict[str, A
         "trainable_params": counts.trainable,
         "plain_equivalent_params": counts.plain_equivalent,
         "compression_ratio": counts.compression_ratio,
+        "size_bytes": counts.size_bytes,
+        "compression_bytes": counts.compression_bytes,
         **({"pruned": True} if pruned else {}),
     }
 
@@ -51,6 +53,7 @@ def log_parameter_counts(module: L.LightningModule) -> None:
         "params_trainable": counts.trainable,
         "params_plain_equivalent": counts.plain_equivalent,
         "compression_ratio": counts.compression_ratio,
+        "size_bytes": counts.size_bytes,
     }
     for logger in module.loggers:
         logger.log_metrics(sizes, step=0)
@@ -157,8 +160,8 @@ class RunReport(Callback):
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test_time = _now(pl_module) - self._clock.pop("test")
-        if "model" not in self.row:  # a test on its own
-            self.row.update(describe_network(pl_module.network, pruned=_pruning(trainer)))
+        # Described again: the tested network is what counts (quantised at test, made smaller mid-fit).
+        self.row.update(describe_network(pl_module.network, pruned=_pruning(trainer)))
         self.row.update(_metrics(trainer, "test_"))
         self.row.update({"test_time_s": test_time, "tested_checkpoint": trainer.ckpt_path})
         self._finished = True
