@@ -1,0 +1,7 @@
+"""Compression from the command line: callbacks that quantise, prune with rewinding, drop
+channels, factorise or refit a trained network, each a ``trainer.callbacks`` entry of a config
+or a sweep method."""
+
+from hyper.training.compression.quantization import PostTrainingQuantization, QuantizationAwareTraining
+
+__all__ = ["PostTrainingQuantization", "QuantizationAwareTraining"]
