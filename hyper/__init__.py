@@ -10,6 +10,7 @@ from hyper.layers import GeneratedLayer
 from hyper.materialize import materialize
 from hyper.network import GeneratedNetwork
 from hyper.sources import (
+    DCT,
     SOURCES,
     Hyper,
     LowRank,
@@ -23,6 +24,7 @@ from hyper.sources import (
 from hyper.tying import tie
 
 __all__ = [
+    "DCT",
     "SOURCES",
     "GeneratedLayer",
     "GeneratedNetwork",
