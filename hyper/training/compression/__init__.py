@@ -3,5 +3,12 @@ channels, factorise or refit a trained network, each a ``trainer.callbacks`` ent
 or a sweep method."""
 
 from hyper.training.compression.quantization import PostTrainingQuantization, QuantizationAwareTraining
+from hyper.training.compression.surgery import ChannelDropping, CompressInto, LowRankFactorization
 
-__all__ = ["PostTrainingQuantization", "QuantizationAwareTraining"]
+__all__ = [
+    "ChannelDropping",
+    "CompressInto",
+    "LowRankFactorization",
+    "PostTrainingQuantization",
+    "QuantizationAwareTraining",
+]
