@@ -27,8 +27,8 @@ class Recorder(Callback):
             self.early = {k: v.clone() for k, v in pl_module.network.state_dict().items()}
             self.early_optimizer = {i: {k: v.clone() for k, v in s.items()} for i, s in trainer.optimizers[0].state_dict()["state"].items()}
 
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.current_epoch == 0:  # runs after LotteryTicket's (callback order): pruned and rewound
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:  # runs after LotteryTicket's (callback order): pruned and rewound
             self.after_rewind = {k: v.clone() for k, v in pl_module.network.state_dict().items()}
             self.optimizer = {i: {k: v.clone() for k, v in s.items()} for i, s in trainer.optimizers[0].state_dict()["state"].items()}
             self.lr = trainer.optimizers[0].param_groups[0]["lr"]
@@ -63,17 +63,19 @@ def test_rounds_compound_and_the_ticket_is_tested(tmp_path):
     path = write_config(tmp_path)
     config = yaml.safe_load(path.read_text())
     config["model"]["init_args"].update(kernel_l2=0.0, network={"class_path": "models.WideResNet", "init_args": {"depth": 10, "num_classes": 4}})
-    config["trainer"]["max_epochs"] = 3
-    config["trainer"]["callbacks"] = [{"class_path": "hyper.training.compression.LotteryTicket", "init_args": {"amount": 0.5, "rounds": 2, "rewind_step": 1}}]
+    config["trainer"]["max_epochs"] = 5  # more than the 3 phases of one epoch: the run stops after the last
+    config["trainer"]["callbacks"] = [{"class_path": "hyper.training.compression.LotteryTicket", "init_args": {"amount": 0.5, "rounds": 2, "rewind_step": 1, "phase_epochs": 1}}]
     path.write_text(yaml.safe_dump(config))
     earliest = ["--checkpoint.monitor", "step", "--checkpoint.mode", "min"]  # without forgetting, a dense best would win
     assert main(["run", "--config", str(path), *earliest]) == 0
     report = json.loads((only_run(tmp_path / "runs") / "report.json").read_text())
-    state = torch.load(report["tested_checkpoint"], weights_only=False)["state_dict"]
+    checkpoint = torch.load(report["tested_checkpoint"], weights_only=False)
+    assert checkpoint["global_step"] == 6  # the retrained last ticket, not the rewound one before it
+    state = checkpoint["state_dict"]
     weights = [v for k, v in state.items() if v.dim() >= 2]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
     assert abs(zeros - 0.75) < 0.01  # 1 - (1 - 0.5)^2
-    assert report["pruned"] and report["compression_ratio"] > 3
+    assert report["pruned"] and report["compression_ratio"] > 3 and report["epochs"] == 3
     assert report["compression_bytes"] < report["compression_ratio"]  # the sparse layout's bitmask costs
 
 
@@ -83,6 +85,7 @@ def test_rounds_compound_and_the_ticket_is_tested(tmp_path):
         ({"amount": 1.0}, 3, "amount must be a fraction in (0, 1), got 1.0"),
         ({"amount": 0.5, "rounds": 0}, 3, "rounds must be an integer >= 1, got 0"),
         ({"amount": 0.5, "rounds": 2}, 4, "trainer.max_epochs must be a multiple of rounds + 1 = 3"),
+        ({"amount": 0.5, "rounds": 2, "phase_epochs": 2}, 4, "trainer.max_epochs must be at least (rounds + 1) × phase_epochs = 6, got 4"),
         ({"amount": 0.5, "rounds": 1, "rewind_step": 4}, 2, "rewind_step must be below one phase's 2 steps, got 4"),
     ],
 )

@@ -143,4 +143,4 @@ def test_the_command_line_tests_the_quantised_network(tmp_path, callback, args):
 def test_bad_start_epoch(tmp_path, capsys):
     config = quantised_config(tmp_path, "QuantizationAwareTraining", bits=4, start_epoch=2)
     assert main(["fit", "--config", str(config)]) == 2
-    assert "start_epoch must be below trainer.max_epochs (2), got 2" in capsys.readouterr().err
+    assert "start_epoch must be below 2 (trainer.max_epochs 2), got 2" in capsys.readouterr().err

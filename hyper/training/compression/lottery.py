@@ -1,7 +1,9 @@
 """Lottery tickets: iterative magnitude pruning with rewinding (Frankle & Carbin 2019; rewinding
 to an early step rather than to the initialisation: Frankle, Dziugaite, Roy & Carbin 2020).
 
-The run is ``rounds + 1`` equal phases of ``max_epochs / (rounds + 1)`` epochs. After each of
+The run is ``rounds + 1`` equal phases of ``phase_epochs`` epochs (by default
+``max_epochs / (rounds + 1)``; a run given more epochs stops after its last phase, so a sweep can
+vary ``rounds`` under one ``max_epochs``). After each of
 the first ``rounds`` phases, ``amount`` of the remaining weights are pruned (L1 magnitude, each
 tensor alike or ranked globally), and everything else is rewound to its state after
 ``rewind_step`` optimiser steps: the surviving weights, the other parameters and batch-norm
@@ -35,8 +37,9 @@ class LotteryTicket(ModelPruning):
 
     Args:
         amount: the fraction of the remaining weights pruned each round, in (0, 1).
-        rounds: prune-rewind-retrain rounds; ``trainer.max_epochs`` must split into rounds + 1
-            equal phases.
+        rounds: prune-rewind-retrain rounds.
+        phase_epochs: epochs of each of the rounds + 1 phases; None: ``trainer.max_epochs`` split
+            into rounds + 1 equal phases (it must divide).
         rewind_step: the optimiser step whose state the survivors return to (0: the
             initialisation, as in the original lottery-ticket paper).
         scope: ``layer``: every tensor loses ``amount`` of its remaining weights; ``global``:
@@ -48,6 +51,7 @@ class LotteryTicket(ModelPruning):
         *,
         amount: float = 0.5,
         rounds: int = 2,
+        phase_epochs: int | None = None,
         rewind_step: int = 0,
         scope: Literal["layer", "global"] = "layer",
     ) -> None:
@@ -55,35 +59,48 @@ class LotteryTicket(ModelPruning):
             raise ValueError(f"amount must be a fraction in (0, 1), got {amount!r}")
         check_count("rounds", rounds, minimum=1)
         check_count("rewind_step", rewind_step)
+        if phase_epochs is not None:
+            check_count("phase_epochs", phase_epochs, minimum=1)
         if scope not in ("layer", "global"):
             raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         self.rounds = rounds
         self.rewind_step = rewind_step
-        self.phase_epochs = 0
+        self.phase_epochs = phase_epochs or 0
+        self._given_phase_epochs = phase_epochs
         self._snapshot: dict[str, Any] | None = None
         super().__init__(
             pruning_fn="l1_unstructured",
             parameter_names=["weight"],
             use_global_unstructured=scope == "global",
             amount=amount,
-            apply_pruning=self._is_round_end,
+            apply_pruning=False,  # ModelPruning's own epoch-end pruning: see on_train_epoch_start
             make_pruning_permanent=True,
             use_lottery_ticket_hypothesis=True,
             resample_parameters=False,
         )
 
-    def _is_round_end(self, epoch: int) -> bool:
-        return (epoch + 1) % self.phase_epochs == 0 and (epoch + 1) // self.phase_epochs <= self.rounds
+    def _is_round_start(self, epoch: int) -> bool:
+        return epoch > 0 and epoch % self.phase_epochs == 0 and epoch // self.phase_epochs <= self.rounds
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            phases = self.rounds + 1
-            if trainer.max_epochs is None or trainer.max_epochs < phases or trainer.max_epochs % phases:
-                raise ValueError(
-                    f"trainer.max_epochs must be a multiple of rounds + 1 = {phases} (equal phases), got {trainer.max_epochs}"
-                )
-            self.phase_epochs = trainer.max_epochs // phases
+            self.phase_epochs = self._phase_epochs(trainer.max_epochs)
         super().setup(trainer, pl_module, stage)
+
+    def _phase_epochs(self, max_epochs: int | None) -> int:
+        phases = self.rounds + 1
+        if self._given_phase_epochs is not None:
+            if max_epochs is not None and 0 <= max_epochs < phases * self._given_phase_epochs:
+                raise ValueError(
+                    f"trainer.max_epochs must be at least (rounds + 1) × phase_epochs = "
+                    f"{phases * self._given_phase_epochs}, got {max_epochs}"
+                )
+            return self._given_phase_epochs
+        if max_epochs is None or max_epochs < phases or max_epochs % phases:
+            raise ValueError(
+                f"trainer.max_epochs must be a multiple of rounds + 1 = {phases} (equal phases), got {max_epochs}"
+            )
+        return max_epochs // phases
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         per_phase = self.phase_epochs * steps_per_epoch(trainer)
@@ -97,9 +114,18 @@ class LotteryTicket(ModelPruning):
         if self._snapshot is None and trainer.global_step == self.rewind_step:
             self._snapshot = _state(trainer, pl_module)
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # As a phase starts, not as the last one ends: the checkpoint saved at the end of a
+        # phase must pair its network with that network's own validation score.
+        if self._is_round_start(trainer.current_epoch):
+            self._trainer, self._module = trainer, pl_module  # for the rewind, which ModelPruning calls bare
+            self.apply_pruning(self.amount)
+            self.apply_lottery_ticket_hypothesis()
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._trainer, self._module = trainer, pl_module  # for the rewind, which ModelPruning calls bare
         super().on_train_epoch_end(trainer, pl_module)
+        if trainer.current_epoch + 1 >= (self.rounds + 1) * self.phase_epochs:
+            trainer.should_stop = True  # the last phase is over
 
     def apply_lottery_ticket_hypothesis(self) -> None:
         """Rewind everything but the masks to the state after ``rewind_step`` steps."""

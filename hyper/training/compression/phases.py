@@ -57,11 +57,14 @@ def steps_per_epoch(trainer: L.Trainer) -> int:
     return max(int(trainer.estimated_stepping_batches) // max(trainer.max_epochs, 1), 1)
 
 
-def check_epoch(name: str, epoch: object, trainer: L.Trainer) -> None:
-    """Raise ValueError unless ``epoch`` is an epoch of this run before its last."""
+def check_epoch(name: str, epoch: int, trainer: L.Trainer, *, shown: int | None = None, leave: str = "") -> None:
+    """Raise ValueError unless ``epoch`` is an epoch of this run (``shown``: the value the user gave)."""
     max_epochs = trainer.max_epochs
-    if max_epochs is not None and max_epochs >= 0 and epoch >= max_epochs:  # type: ignore[operator]
-        raise ValueError(f"{name} must be below trainer.max_epochs ({max_epochs}), got {epoch}")
+    if max_epochs is not None and max_epochs >= 0 and epoch >= max_epochs:
+        given = epoch if shown is None else shown
+        limit = max_epochs - (epoch - given)
+        reason = f" to leave {leave}" if leave else ""
+        raise ValueError(f"{name} must be below {limit} (trainer.max_epochs {max_epochs}){reason}, got {given}")
 
 
 def check_count(name: str, value: object, *, minimum: int = 0) -> None:

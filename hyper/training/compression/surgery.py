@@ -54,7 +54,7 @@ class _Recompress(Callback):
         if stage != "fit":
             return
         if self.at_epoch is not None:
-            check_epoch("at_epoch", self.at_epoch, trainer)
+            check_epoch("at_epoch", self.at_epoch + 1, trainer, shown=self.at_epoch, leave="an epoch to fine-tune")
         if self.distill and not hasattr(pl_module, "set_teacher"):
             raise ValueError(f"distill needs a module that takes a teacher (ImageClassifier), got {type(pl_module).__name__}")
 
@@ -64,8 +64,10 @@ class _Recompress(Callback):
         else:
             restart_schedule(trainer, pl_module, (self.at_epoch + 1) * steps_per_epoch(trainer))
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch == self.at_epoch:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # At the start of the next epoch, not the end of this one: the checkpoint saved at the end
+        # of ``at_epoch`` must pair the trained network with its own validation score.
+        if self.at_epoch is not None and trainer.current_epoch == self.at_epoch + 1:
             self._change(trainer, pl_module)
 
     def _change(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -100,7 +102,8 @@ class ChannelDropping(_Recompress):
 
     The penalty λ Σ_units ‖unit's weights‖₂ (``hyper.compression.channels``) is added to the
     gradients of every step up to the end of ``at_epoch``; then units whose norm is at most
-    ``threshold`` × the largest of their layer are removed and the smaller network fine-tuned.
+    ``threshold`` × the largest of their layer are removed (as the next epoch starts) and the
+    smaller network fine-tuned.
 
     Args:
         penalty: λ, the group-lasso coefficient.
@@ -181,9 +184,9 @@ class CompressInto(_Recompress):
             self.fit_errors = compress_into(student, trained, steps=self.fit_steps, lr=self.fit_lr)
         return student
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self.fit_errors and trainer.current_epoch == self.at_epoch:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        if self.fit_errors and self.at_epoch is not None and trainer.current_epoch == self.at_epoch + 1:
             errors = {"fit_error_start": self.fit_errors[0], "fit_error_end": self.fit_errors[-1]}
             for logger in trainer.loggers:
                 logger.log_metrics(errors, step=trainer.global_step)
