@@ -161,3 +161,17 @@ def test_bytes_axis_table_and_plot(sweep, tmp_path):
     assert default_axes(old_entries) == ("params",) and "| - | - |" in summary_table(old_entries, "test_acc")
     with pytest.raises(ValueError, match="no compression_bytes"):
         pareto_front(old_entries, "bytes")
+
+
+def test_smallest_size_within_a_point_of_plain():
+    from hyper.sweeps.summary import smallest_within
+
+    def row(method, k, acc, size):
+        return {"method": method, "knobs": {"k": k}, "trainable_params": size, "compression_ratio": 1.0,
+                "size_bytes": size, "compression_bytes": 1000 / size, "test_acc": acc}
+
+    rows = [row("plain", 1, 0.970, 1000), row("q", 8, 0.968, 250), row("q", 4, 0.961, 125), row("q", 1, 0.90, 40),
+            row("bad", 1, 0.5, 10)]
+    table = smallest_within(summarize(rows, "test_acc"))
+    assert "| q | 125 | k=4 | 8.00x |" in table  # 3.9 error <= 3.0 + 1; 10.0 is not
+    assert "| bad | - | - | - |" in table and "| plain | 1,000 | k=1 | 1.00x |" in table

@@ -121,3 +121,25 @@ def summary_table(entries: list[Entry], metric: str) -> str:
             f"{e.cost:.2f}{spread} | {e.seeds} | {marks} |"
         )
     return "\n".join(lines)
+
+
+def smallest_within(entries: list[Entry], *, reference: str = "plain", points: float = 1.0) -> str:
+    """A Markdown table: for each method, its smallest stored size (bytes) whose mean cost is
+    within ``points`` of the ``reference`` method's best mean cost ("-" where none is)."""
+    base = [e.cost for e in entries if e.method == reference]
+    if not base or any(e.size_bytes is None for e in entries):
+        return ""
+    limit = min(base) + points
+    lines = [
+        f"| method | smallest bytes within {points:g} point(s) of {reference} ({min(base):.2f}) | knobs | byte compression |",
+        "|---|---:|---|---:|",
+    ]
+    for method in dict.fromkeys(e.method for e in entries):
+        good = [e for e in entries if e.method == method and e.cost <= limit]
+        best = min(good, key=lambda e: e.size_bytes, default=None)
+        if best is None:
+            lines.append(f"| {method} | - | - | - |")
+        else:
+            knobs = ", ".join(f"{k}={v}" for k, v in best.knobs.items()) or "-"
+            lines.append(f"| {method} | {best.size_bytes:,} | {knobs} | {best.compression_bytes:.2f}x |")
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hyper.sweeps import finish, load_sweep, parse_shard, read_rows, run_sweep, summarize, summary_table
+from hyper.sweeps.summary import smallest_within
 from hyper.sweeps.grid import Point, set_path
 from hyper.sweeps.plot import default_axes, plot_curves
 
@@ -57,6 +58,9 @@ def plot_command(args: Sequence[str]) -> None:
     if not entries:
         raise ValueError(f"no row in {source} has the metric {options.metric!r}")
     print(summary_table(entries, options.metric))
+    within = smallest_within(entries)
+    if within:
+        print(f"\n{within}")
     folder = source if source.is_dir() else source.parent
     png = Path(options.out) if options.out else folder / f"{folder.name}.png"
     axes = default_axes(entries) if options.x == "both" else (options.x,)
