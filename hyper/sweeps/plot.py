@@ -48,11 +48,18 @@ def plot_curves(
     return path
 
 
+MARKERS = "osD^vP*X<>"
+
+
 def _draw(ax, entries: list[Entry], axis: Axis) -> None:  # noqa: ANN001 - a matplotlib Axes
-    for method in dict.fromkeys(e.method for e in entries):
+    import matplotlib.pyplot as plt
+
+    colors = plt.get_cmap("tab20").colors  # 20 colours, and a marker each: a sweep has many methods
+    for i, method in enumerate(dict.fromkeys(e.method for e in entries)):
         line = sorted((e for e in entries if e.method == method), key=lambda e: e.compression(axis))
         xs, ys = [e.compression(axis) for e in line], [e.cost for e in line]
-        ax.errorbar(xs, ys, yerr=[e.cost_std for e in line], marker="o", capsize=3, label=method)
+        ax.errorbar(xs, ys, yerr=[e.cost_std for e in line], marker=MARKERS[i % len(MARKERS)], capsize=3,
+                    color=colors[i % len(colors)], label=method)
         for e in line:
             ax.annotate(e.knob_label, (e.compression(axis), e.cost), textcoords="offset points",
                         xytext=(4, 5), fontsize=7)
