@@ -10,6 +10,7 @@ from hyper.layers import GeneratedLayer
 from hyper.materialize import materialize
 from hyper.network import GeneratedNetwork
 from hyper.sources import (
+    DCT,
     SOURCES,
     Hyper,
     LowRank,
@@ -24,6 +25,7 @@ from hyper.tying import tie
 from hyper.wrap import Wrapped, wrap
 
 __all__ = [
+    "DCT",
     "SOURCES",
     "GeneratedLayer",
     "GeneratedNetwork",

@@ -3,7 +3,9 @@
 - trainable: every parameter that trains, generator, embeddings and the layers that are not
   generated (stem, shortcuts, norms, classifier) alike;
 - plain-equivalent: the same target with every weight a direct parameter;
-- compression ratio: plain-equivalent ÷ trainable.
+- compression ratio: plain-equivalent ÷ trainable;
+- size in bytes: what storing the parameters takes at the precision each is kept in
+  (``hyper.storage``), and byte compression: fp32 bytes of the plain-equivalent ÷ that size.
 
 For pruned networks (``nonzero=True``) trainable counts the non-zero entries of the effective
 weights: a weight under a ``torch.nn.utils.prune`` mask counts ``weight_orig * weight_mask``.
@@ -11,11 +13,13 @@ weights: a weight under a ``torch.nn.utils.prune`` mask counts ``weight_orig * w
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from hyper.network import GeneratedNetwork
+from hyper.storage import FP32_BYTES, size_bytes
 
 
 @dataclass(frozen=True)
@@ -26,21 +30,30 @@ class ParameterCount:
         trainable: parameters that train.
         plain_equivalent: parameters of the plain network with the same target.
         breakdown: trainable parameters by part; the parts add up to ``trainable``.
+        size_bytes: bytes that storing the parameters takes, each in its format (``hyper.storage``).
     """
 
     trainable: int
     plain_equivalent: int
     breakdown: dict[str, int] = field(default_factory=dict)
+    size_bytes: int = 0
 
     @property
     def compression_ratio(self) -> float:
         return self.plain_equivalent / self.trainable if self.trainable else float("inf")
+
+    @property
+    def compression_bytes(self) -> float:
+        """fp32 bytes of the plain-equivalent network ÷ ``size_bytes``."""
+        return FP32_BYTES * self.plain_equivalent / self.size_bytes if self.size_bytes else float("inf")
 
     def as_dict(self) -> dict[str, object]:
         return {
             "trainable": self.trainable,
             "plain_equivalent": self.plain_equivalent,
             "compression_ratio": self.compression_ratio,
+            "size_bytes": self.size_bytes,
+            "compression_bytes": self.compression_bytes,
             "breakdown": dict(self.breakdown),
         }
 
@@ -51,6 +64,8 @@ class ParameterCount:
             ("trainable", f"{self.trainable:,}"),
             ("plain-equivalent", f"{self.plain_equivalent:,}"),
             ("compression ratio", f"{self.compression_ratio:.2f}x"),
+            ("size (bytes)", f"{self.size_bytes:,}"),
+            ("byte compression", f"{self.compression_bytes:.2f}x"),
         ]
         width = max(len(part) for part, _ in rows)
         value_width = max(len(value) for _, value in rows)
@@ -89,7 +104,7 @@ def count_parameters(model: nn.Module, *, nonzero: bool = False) -> ParameterCou
         breakdown["not generated"] = sum(p.numel() for p in rest if id(p) not in layer_names)
     removed = sum(_removed(g) for g in generated)
     plain = sum(p.numel() for p in model.parameters() if id(p) not in sources) + removed
-    return ParameterCount(_trainable(model), plain, breakdown)
+    return ParameterCount(_trainable(model), plain, breakdown, size_bytes(model))
 
 
 def _generated_in_target(network: GeneratedNetwork) -> list[nn.Parameter]:
@@ -105,12 +120,15 @@ def _removed(network: GeneratedNetwork) -> int:
 
 
 def _named_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
-    """Parameters by name, a pruned ``weight_orig`` under its own name ``weight``."""
+    """Parameters by name, a pruned ``weight_orig`` and a parametrized (quantised)
+    ``parametrizations.weight.original`` under their own name ``weight``."""
     masks = {name for name, _ in module.named_buffers() if name.endswith("_mask")}
-    return {
-        name.removesuffix("_orig") if name.removesuffix("_orig") + "_mask" in masks else name: p
-        for name, p in module.named_parameters()
-    }
+    named = {}
+    for name, p in module.named_parameters():
+        if name.removesuffix("_orig") + "_mask" in masks:
+            name = name.removesuffix("_orig")
+        named[re.sub(r"(^|\.)parametrizations\.(\w+)\.original$", r"\1\2", name)] = p
+    return named
 
 
 def _trainable(model: nn.Module) -> int:
@@ -126,4 +144,4 @@ def _count_nonzero(model: nn.Module) -> ParameterCount:
         total += p.numel()
         kept += int(effective.count_nonzero()) if p.requires_grad else 0
     plain = count_parameters(model).plain_equivalent
-    return ParameterCount(kept, plain, {"non-zero weights": kept})
+    return ParameterCount(kept, plain, {"non-zero weights": kept}, size_bytes(model))

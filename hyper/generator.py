@@ -28,6 +28,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from hyper.assembly import Buffers, Placement, assemble, generate_and_assemble
+
 
 class TileGenerator(nn.Module):
     """Map layer embeddings to weight tiles in one batched pass.
@@ -67,14 +69,29 @@ class TileGenerator(nn.Module):
     def tile_shape(self) -> tuple[int, ...]:
         return (self.tile_out, self.tile_in, *self.kernel_size)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """(T, N_z) embeddings -> (T, N_out, N_in, *kernel) tiles."""
+    def forward(
+        self, z: Tensor, placements: tuple[Placement, ...] | None = None, buffers: Buffers | None = None
+    ) -> Tensor | list[Tensor]:
+        """(T, N_z) embeddings -> (T, N_out, N_in, *kernel) tiles, or, given ``placements``, the
+        weights those tiles form (``hyper.assembly``), one per placement.
+
+        With placements and ``buffers`` the folded map runs on the hot path (one matmul into
+        reused memory, a hand-written backward) unless tracing or autocast is on; the result is
+        the same. Either way this is one call, so module hooks (pruning's, for one) see it.
+        """
+        if placements is not None and buffers is not None and self._hot_path(z):
+            return generate_and_assemble(z, *self.folded(), placements, self.tile_shape, buffers)
         if self.folding_pays(z.shape[0]):
             weight, bias = self.folded()
             tiles = torch.addmm(bias, z, weight)  # (T, o·i·f): already the tiles' layout
         else:
             tiles = self._two_maps(z)
-        return tiles.view(z.shape[0], *self.tile_shape)
+        tiles = tiles.view(z.shape[0], *self.tile_shape)
+        return tiles if placements is None else assemble(tiles, placements)
+
+    def _hot_path(self, z: Tensor) -> bool:
+        traced = torch.compiler.is_compiling() or torch.is_autocast_enabled(z.device.type)
+        return self.folding_pays(z.shape[0]) and not traced
 
     def folding_pays(self, tiles: int) -> bool:
         """Whether z · (W_i W_out) costs fewer multiply-adds than the two maps in turn."""

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hyper import GeneratedLayer, Hyper
-from hyper.sources.assembly import assemble
+from hyper.assembly import assemble
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,13 +25,14 @@ def source():
 
 def autograd_weights(src):
     key = "3x3"
-    kernels = assemble(src.generators[key](src.embeddings[key]), src.placements[key])
+    table = src.tables[key]
+    kernels = assemble(table.generator(table.embeddings), table.placements)
     return {layer.name: kernel for group, kernel in zip(src.groups[key], kernels) for layer in group}
 
 
 def test_the_hot_path_is_used_and_matches_autograd_in_values_and_gradients():
     fast_src, slow_src = source(), source()
-    assert fast_src.generators["3x3"].folding_pays(fast_src.embeddings["3x3"].shape[0])
+    assert fast_src.tables["3x3"].generator.folding_pays(fast_src.tables["3x3"].embeddings.shape[0])
     fast, slow = fast_src(), autograd_weights(slow_src)
     assert fast["c0"] is fast["c1"] and fast["b"].shape == (20, 40, 3, 3)
     grads = {name: torch.randn_like(w) for name, w in slow.items()}
@@ -48,7 +49,7 @@ def test_weights_someone_holds_are_never_overwritten():
     with torch.no_grad():
         held = src()
         kept = {n: w.clone() for n, w in held.items()}
-        src.embeddings["3x3"].add_(1.0)
+        src.tables["3x3"].embeddings.add_(1.0)
         again = src()
     assert all(torch.equal(held[n], kept[n]) for n in held)  # the first call's weights are intact
     assert not torch.equal(again["a"], held["a"])
@@ -66,7 +67,7 @@ def test_two_forwards_before_one_backward_sum_their_gradients():
     src = source()
     x = src()["a"].sum() + src()["a"].sum()  # the second call may not reuse what the graph holds
     x.backward()
-    twice = src.embeddings["3x3"].grad.clone()
+    twice = src.tables["3x3"].embeddings.grad.clone()
     src.zero_grad()
     src()["a"].sum().backward()
-    assert torch.allclose(twice, 2 * src.embeddings["3x3"].grad)
+    assert torch.allclose(twice, 2 * src.tables["3x3"].embeddings.grad)

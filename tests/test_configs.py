@@ -116,3 +116,19 @@ def test_digits_sweep_covers_the_issue() -> None:
     assert len(sizes) >= 5
     for method in ("lowrank", "templates", "pruned"):
         assert 2 <= sum(p.method == method for p in points) <= 3
+
+
+def test_compression_sweep_covers_every_method() -> None:
+    from hyper.sweeps import load_sweep
+
+    sweep = load_sweep(CONFIG_DIR / "sweeps" / "digits_compression.yaml")
+    points = sweep.points()
+    assert sweep.seeds == [0, 1, 2]
+    methods = {p.method for p in points}
+    assert {"plain", "hyper", "dct", "small", "small distilled", "hyper distilled", "into hyper", "svd",
+            "channels", "pruned", "lottery", "ptq", "qat", "hyper ptq", "hyper qat"} <= methods
+    callbacks = {c["class_path"].rsplit(".", 1)[-1] for p in points for c in p.config["trainer"].get("callbacks", [])}
+    assert {"CompressInto", "LowRankFactorization", "ChannelDropping", "LotteryTicket",
+            "PostTrainingQuantization", "QuantizationAwareTraining", "MagnitudePruning"} <= callbacks
+    rounds = sorted(p.knobs["rounds"] for p in points if p.method == "lottery" and p.seed == 0)
+    assert rounds == [1, 2, 3, 4]  # each round a point on the curve

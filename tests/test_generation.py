@@ -113,7 +113,7 @@ def test_tile_layout_assembles_kernels_from_tiles():
     # A 32-in 48-out kernel is 3 × 2 tiles; each tile is the generator's output for its embedding.
     layer = GeneratedLayer("w", (48, 32, 3, 3), "s", 0, "conv")
     source = Hyper(embedding_dim=4, hidden_dim=8).build([layer])
-    tiles = source.generators["3x3"](source.embeddings["3x3"])  # (6, 16, 16, 3, 3)
+    tiles = source.tables["3x3"].generator(source.tables["3x3"].embeddings)  # (6, 16, 16, 3, 3)
     kernel = source()["w"]
     for t in range(6):
         m, k = divmod(t, 2)

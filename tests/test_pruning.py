@@ -29,7 +29,9 @@ def test_the_tested_checkpoint_is_pruned_and_counted_so(tmp_path):
     earliest = ["--checkpoint.monitor", "step", "--checkpoint.mode", "min"]
     assert main(["run", "--config", str(pruned_config(tmp_path)), *earliest]) == 0
     report = json.loads((only_run(tmp_path / "runs") / "report.json").read_text())
-    state = torch.load(report["tested_checkpoint"], weights_only=False)["state_dict"]
+    checkpoint = torch.load(report["tested_checkpoint"], weights_only=False)
+    assert checkpoint["global_step"] == 6  # fine-tuned after pruning, not the checkpoint of the epoch pruned after
+    state = checkpoint["state_dict"]
     prunable = [w for k, w in state.items() if k.endswith("weight") and w.dim() in (2, 4)]  # conv, linear
     zeros = sum(int((w == 0).sum()) for w in prunable)
     total = sum(w.numel() for w in prunable)
@@ -48,7 +50,7 @@ def test_pruning_after_the_last_epoch_is_an_error(tmp_path, capsys):
 
 
 def test_global_scope_ranks_all_weights_together(tmp_path):
-    assert main(["fit", "--config", str(pruned_config(tmp_path, scope="global", max_epochs=2))]) == 0
+    assert main(["fit", "--config", str(pruned_config(tmp_path, scope="global", max_epochs=2, prune_at_epoch=0))]) == 0
     state = torch.load(only_run(tmp_path / "runs") / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     prunable = [w for k, w in state.items() if k.endswith("weight") and w.dim() in (2, 4)]
     fractions = [int((w == 0).sum()) / w.numel() for w in prunable]

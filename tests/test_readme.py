@@ -66,6 +66,7 @@ def test_readme_example_runs_and_prints_the_counts():
     assert rows == {
         "embeddings": "15,488", "generator": "75,920", "not generated": "6,362",
         "trainable": "97,770", "plain-equivalent": "563,930", "compression ratio": "5.77x",
+        "size (bytes)": "391,080", "byte compression": "5.77x",  # fp32: 4 bytes a parameter
     }
     model, plain = names["model"], names["plain"]
     assert all(p.grad.abs().sum() > 0 for p in model.parameters())  # the training step reached every part

@@ -71,6 +71,10 @@ def test_sweep_runs_resumes_and_plots(tmp_path, capsys):
 
     assert main(["plot", str(out), "--out", str(tmp_path / "again.png")]) == 0
     assert (tmp_path / "again.png").is_file()
+    assert all(r["size_bytes"] > 0 and r["compression_bytes"] > 0 for r in rows)
+    assert rows[3]["compression_bytes"] < rows[3]["compression_ratio"]  # sparse storage pays for its bitmask
+    assert main(["plot", str(out), "--x", "bytes", "--out", str(tmp_path / "bytes.png")]) == 0
+    assert "| byte compression |" in capsys.readouterr().out and (tmp_path / "bytes.png").is_file()
 
 
 def test_sweep_errors_are_one_line(tmp_path, capsys):

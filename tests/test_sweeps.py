@@ -34,7 +34,9 @@ def fake_run(point, run_dir):
     """Deterministic stand-in for training: more capacity, more accuracy."""
     init = point.config["model"]["init_args"]
     capacity = init.get("embedding_dim") or init["source"]["init_args"]["rank"] * 3
-    return {"trainable_params": 1000 * capacity, "knobs": {"source": "knobs"}, "compression_ratio": 100 / capacity, "test_acc": 1 - 1 / (capacity + 1)}
+    return {"trainable_params": 1000 * capacity, "knobs": {"source": "knobs"}, "compression_ratio": 100 / capacity,
+            "size_bytes": 4000 * capacity + point.seed, "compression_bytes": 400 / capacity,
+            "test_acc": 1 - 1 / (capacity + 1) - 0.01 * point.seed}
 
 
 def test_grid_expands_as_written(sweep):
@@ -184,3 +186,40 @@ def test_set_path_indexes_lists():
     assert config == {"trainer": {"callbacks": [{"class_path": "X", "init_args": {"amount": 0.5}}]}}
     with pytest.raises(ValueError, match="not an index"):
         set_path(config, "trainer.callbacks.3.x", 1)
+
+
+def test_bytes_axis_table_and_plot(sweep, tmp_path):
+    from hyper.sweeps.plot import default_axes, plot_curves
+    from hyper.sweeps.summary import summary_table
+
+    folder = tmp_path / "out"
+    run_sweep(sweep, folder, fake_run, log=lambda s: None)
+    entries = summarize(read_rows(folder), "test_acc")
+    (first,) = [e for e in entries if e.knobs == {"embedding_dim": 2}]  # seeds 0 and 1
+    assert first.size_bytes == 8000 and first.compression_bytes == pytest.approx(200)  # seeds' mean
+    assert first.cost_std == pytest.approx(100 * 0.01 / 2**0.5)  # two seeds 1 point apart
+    table = summary_table(entries, "test_acc")
+    assert "| bytes | byte compression |" in table and "| 8,000 | 200.00x |" in table and " ± 0.71 |" in table
+    assert default_axes(entries) == ("params", "bytes")
+    assert pareto_front(entries, "bytes")[-1].compression_bytes == max(e.compression_bytes for e in entries)
+    png = plot_curves(entries, "test_acc", tmp_path / "both.png", axes=default_axes(entries))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    old = [{k: v for k, v in row.items() if k not in ("size_bytes", "compression_bytes")} for row in read_rows(folder)]
+    old_entries = summarize(old, "test_acc")  # results written before the byte count
+    assert default_axes(old_entries) == ("params",) and "| - | - |" in summary_table(old_entries, "test_acc")
+    with pytest.raises(ValueError, match="no compression_bytes"):
+        pareto_front(old_entries, "bytes")
+
+
+def test_smallest_size_within_a_point_of_plain():
+    from hyper.sweeps.summary import smallest_within
+
+    def row(method, k, acc, size):
+        return {"method": method, "knobs": {"k": k}, "trainable_params": size, "compression_ratio": 1.0,
+                "size_bytes": size, "compression_bytes": 1000 / size, "test_acc": acc}
+
+    rows = [row("plain", 1, 0.970, 1000), row("q", 8, 0.968, 250), row("q", 4, 0.961, 125), row("q", 1, 0.90, 40),
+            row("bad", 1, 0.5, 10)]
+    table = smallest_within(summarize(rows, "test_acc"))
+    assert "| q | 125 | k=4 | 8.00x |" in table  # 3.9 error <= 3.0 + 1; 10.0 is not
+    assert "| bad | - | - | - |" in table and "| plain | 1,000 | k=1 | 1.00x |" in table

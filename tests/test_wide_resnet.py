@@ -113,7 +113,7 @@ def test_bad_arguments_name_themselves(kwargs, words):
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match=r"source must be one of \['hyper', 'lowrank', 'plain', 'templates', 'tied'"):
+    with pytest.raises(ValueError, match=r"source must be one of \['dct', 'hyper', 'lowrank', 'plain', 'templates', 'tied'"):
         wide_resnet(source="lowrnk")
     with pytest.raises(ValueError, match="model must be one of"):
         create_model("resnet50")

@@ -151,26 +151,24 @@ def test_fully_tied_resnet18_shares_kernels_across_the_blocks_of_a_stage(source)
 @pytest.mark.parametrize("pad, kernel_sizes", [(False, {"3x3", "1x1"}), (True, {"7x7", "3x3", "1x1", "matrix"})])
 def test_one_generator_call_per_kernel_size(pad, kernel_sizes):
     model = wrap(ResNet18Style(), Hyper(embedding_dim=4), pad=pad)
-    assert set(model.source.generators) == kernel_sizes
+    assert set(model.source.tables) == kernel_sizes
     calls = count_generator_calls(model)
     model(torch.randn(1, 3, 16, 16))
     assert len(calls) == len(kernel_sizes)
 
 
 def count_generator_calls(model) -> list:
-    """A list that grows by one whenever a generator makes tiles (as tiles or as its folded map)."""
+    """A list that grows by one whenever a generator is called."""
     calls = []
-    for generator in model.source.generators.values():
-        for method in ("forward", "folded"):
-            original = getattr(generator, method)
-            setattr(generator, method, lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k))
+    for table in model.source.tables.values():
+        table.generator.register_forward_hook(lambda *args: calls.append(1))
     return calls
 
 
 def test_pad_crops_the_tiles_to_the_shape():
     layer = nn.Linear(20, 10)  # (10, 20): 1 × 2 tiles of 16 × 16, cropped
     model = wrap(nn.Sequential(layer), Hyper(embedding_dim=4, hidden_dim=8), pad=True)
-    tiles = model.source.generators["matrix"](model.source.embeddings["matrix"])  # (2, 16, 16)
+    tiles = model.source.tables["matrix"].generator(model.source.tables["matrix"].embeddings)  # (2, 16, 16)
     weight = model.generated_weights()["0.weight"]
     assert weight.shape == (10, 20)
     assert torch.equal(weight, torch.cat([tiles[0], tiles[1]], dim=1)[:10, :20])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hyper.sources.base import SourceSpec, WeightSource
+from hyper.sources.dct import DCT, DCTWeights
 from hyper.sources.direct import Plain, PlainWeights, Tied, TiedWeights
 from hyper.sources.hyper import Hyper, HyperWeights
 from hyper.sources.lowrank import LowRank, LowRankWeights
@@ -15,6 +16,7 @@ SOURCES: dict[str, type[SourceSpec]] = {
     "tied": Tied,
     "lowrank": LowRank,
     "templates": Templates,
+    "dct": DCT,
 }
 
 
@@ -26,6 +28,8 @@ def source_from_name(name: str, **knobs: object) -> SourceSpec:
 
 
 __all__ = [
+    "DCT",
+    "DCTWeights",
     "SOURCES",
     "Hyper",
     "HyperWeights",

@@ -4,9 +4,9 @@ Every generated weight of shape (out, in, *kernel) is m × k tiles of (t, t, *ke
 ceil(out / t), k = ceil(in / t), each tile from its own embedding z; a weight the tile does not
 divide (``wrap(..., pad=True)``) is cropped from its tiles. There is one generator per kernel
 size (3×3 convs, 1×1 convs, 7×7 convs and matrices each their own, as a tile's shape differs),
-and embeddings are stored per kernel size, so that one generator call (one matmul) makes every
-tile of that size; ``hyper/sources/assembly.py`` puts the tiles in place. Generator calls per
-forward = distinct kernel sizes.
+and each kernel size's embeddings sit beside its generator (a ``TileTable``), so that one
+generator call (one matmul) makes every tile of that size; ``hyper/assembly.py`` puts the tiles in
+place. Generator calls per forward = distinct kernel sizes.
 
 Initialisation (hyperfan-in through the embeddings): the generator has unit gain, so a tile's
 variance equals its embedding's; each group's embeddings lie on a sphere of radius
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from hyper.generator import TileGenerator
 from hyper.layers import GeneratedLayer
-from hyper.sources.assembly import Buffers, assemble, generate_and_assemble, layout
+from hyper.assembly import Buffers, layout
 from hyper.sources.base import SourceSpec, WeightSource, check_positive
 from hyper.tying import TieGroup, check_tying_groups, tie
 
@@ -34,6 +34,44 @@ from hyper.tying import TieGroup, check_tying_groups, tie
 def kernel_key(kernel: tuple[int, ...]) -> str:
     """A kernel size's name among the generators: ``"3x3"``, ``"1x1"``, ``"matrix"``."""
     return "x".join(map(str, kernel)) or "matrix"
+
+
+class TileTable(nn.Module):
+    """Every tile of one kernel size: their layer embeddings and the generator that makes them.
+
+    Args:
+        groups: the tie groups whose weights it generates (one weight each), in table order.
+        embedding_dim: N_z, size of each tile's embedding.
+        hidden_dim: d, the generator's hidden size.
+        tile_channels: in- and out-channels of one tile.
+    """
+
+    def __init__(self, groups: list[TieGroup], *, embedding_dim: int, hidden_dim: int, tile_channels: int) -> None:
+        super().__init__()
+        self.placements = layout([group[0].shape for group in groups], tile_channels)
+        self.generator = TileGenerator(
+            embedding_dim=embedding_dim,
+            hidden_dim=hidden_dim,
+            tile_in=tile_channels,
+            tile_out=tile_channels,
+            kernel_size=groups[0][0].kernel_size,
+        )
+        self.embeddings = nn.Parameter(self._initial_embeddings(groups, embedding_dim))  # (T, N_z)
+        self.reused = Buffers()  # scratch memory for the hot path, not state
+
+    def _initial_embeddings(self, groups: list[TieGroup], embedding_dim: int) -> Tensor:
+        std = torch.cat([torch.full((p.tiles,), group[0].init_std) for group, p in zip(groups, self.placements)])
+        # Each z on the sphere of radius σ·sqrt(N_z), not merely σ in expectation: a kernel of
+        # one tile would otherwise inherit the ±18% spread of a single chi-squared norm.
+        direction = F.normalize(torch.randn(len(std), embedding_dim), dim=1)
+        return direction * (std[:, None] * embedding_dim**0.5)
+
+    def forward(self) -> list[Tensor]:
+        """The weights, one per tie group, from a single generator call."""
+        return self.generator(self.embeddings, self.placements, self.reused)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "reused": Buffers()}  # copies and pickles leave scratch out
 
 
 class HyperWeights(WeightSource):
@@ -58,61 +96,24 @@ class HyperWeights(WeightSource):
     ) -> None:
         super().__init__(layers)
         self.tile = tile_channels
-        # kernel key -> the tie groups whose weights it generates, in embedding-table order
-        self.groups = _by_kernel_size(tie(layers, tying_groups))
-        self.placements = {
-            key: layout([group[0].shape for group in groups], tile_channels) for key, groups in self.groups.items()
-        }
-        self.generators = nn.ModuleDict({
-            key: TileGenerator(
-                embedding_dim=embedding_dim,
-                hidden_dim=hidden_dim,
-                tile_in=tile_channels,
-                tile_out=tile_channels,
-                kernel_size=groups[0][0].kernel_size,
-            )
+        self.groups = _by_kernel_size(tie(layers, tying_groups))  # kernel key -> tie groups
+        self.tables = nn.ModuleDict({
+            key: TileTable(groups, embedding_dim=embedding_dim, hidden_dim=hidden_dim, tile_channels=tile_channels)
             for key, groups in self.groups.items()
         })
-        self.embeddings = nn.ParameterDict({
-            key: nn.Parameter(self._initial_embeddings(key, embedding_dim)) for key in self.groups
-        })
-        self.reused = {key: Buffers() for key in self.groups}  # not state: scratch memory
-
-    def _initial_embeddings(self, key: str, embedding_dim: int) -> Tensor:
-        std = torch.cat([
-            torch.full((p.tiles,), group[0].init_std) for group, p in zip(self.groups[key], self.placements[key])
-        ])  # (T,)
-        # Each z on the sphere of radius σ·sqrt(N_z), not merely σ in expectation: a kernel of
-        # one tile would otherwise inherit the ±18% spread of a single chi-squared norm.
-        direction = F.normalize(torch.randn(len(std), embedding_dim), dim=1)
-        return direction * (std[:, None] * embedding_dim**0.5)
 
     def forward(self) -> dict[str, Tensor]:
         weights: dict[str, Tensor] = {}
         for key, groups in self.groups.items():
-            for group, weight in zip(groups, self._generate(key)):
+            for group, weight in zip(groups, self.tables[key]()):
                 weights.update((layer.name, weight) for layer in group)
         return weights
 
-    def _generate(self, key: str) -> list[Tensor]:
-        """The weights of one kernel size, one per tie group: a single generator call."""
-        generator, z, placements = self.generators[key], self.embeddings[key], self.placements[key]
-        traced = torch.compiler.is_compiling() or torch.is_autocast_enabled(z.device.type)
-        if generator.folding_pays(z.shape[0]) and not traced:
-            weight, bias = generator.folded()
-            return generate_and_assemble(z, weight, bias, placements, generator.tile_shape, self.reused[key])
-        return assemble(generator(z), placements)  # (T, o, i, *kernel) tiles, autograd's way
-
     def parameter_parts(self) -> dict[str, int]:
         return {
-            "embeddings": sum(p.numel() for p in self.embeddings.values()),
-            "generator": sum(p.numel() for p in self.generators.parameters()),
+            "embeddings": sum(table.embeddings.numel() for table in self.tables.values()),
+            "generator": sum(p.numel() for table in self.tables.values() for p in table.generator.parameters()),
         }
-
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state["reused"] = {key: Buffers() for key in self.groups}  # scratch memory is not copied
-        return state
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hyper.sweeps.grid import Point, Sweep, shard
-from hyper.sweeps.plot import plot_curves
+from hyper.sweeps.plot import default_axes, plot_curves
 from hyper.sweeps.results import append_row, done_keys, read_rows, results_path
 from hyper.sweeps.summary import summarize, summary_table
 
@@ -63,6 +63,6 @@ def finish(sweep_name: str, folder: Path, metric: str, log: Callable[[str], None
     if not entries:
         raise ValueError(f"no finished point in {folder} has the metric {metric!r}")
     log(summary_table(entries, metric))
-    png = plot_curves(entries, metric, folder / f"{sweep_name}.png", title=sweep_name)
+    png = plot_curves(entries, metric, folder / f"{sweep_name}.png", title=sweep_name, axes=default_axes(entries))
     log(f"plot: {png}")
     return png

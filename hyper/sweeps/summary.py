@@ -1,6 +1,7 @@
 """Summaries of sweep results: one entry per (method, knobs), seeds averaged; the Pareto front.
 
-The compression axis is higher-is-better; the quality axis is the metric turned into a
+Two compression axes, both higher-is-better: ``params`` (the parameter ratio) and ``bytes``
+(fp32 bytes of the plain-equivalent ÷ the stored size, ``compression_bytes``). The the quality axis is the metric turned into a
 lower-is-better "cost": error in % for accuracies (``*acc``), the metric itself otherwise
 (bits per character, loss).
 """
@@ -10,7 +11,10 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+Axis = Literal["params", "bytes"]
+AXES = ("params", "bytes")
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,16 @@ class Entry:
     cost: float
     cost_std: float
     seeds: int
+    size_bytes: int | None = None
+    compression_bytes: float | None = None
+
+    def compression(self, axis: Axis = "params") -> float:
+        """The compression on ``axis``: the parameter ratio or the byte ratio."""
+        if axis == "params":
+            return self.compression_ratio
+        if self.compression_bytes is None:
+            raise ValueError(f"{self.method} ({self.knob_label}) has no compression_bytes: rerun it, or plot --x params")
+        return self.compression_bytes
 
     @property
     def knob_label(self) -> str:
@@ -53,41 +67,79 @@ def summarize(rows: list[dict[str, Any]], metric: str) -> list[Entry]:
         entries.append(Entry(
             method=method,
             knobs=json.loads(knobs),
-            trainable=group[0]["trainable_params"],
-            compression_ratio=group[0]["compression_ratio"],
+            trainable=_mean_or_none(group, "trainable_params", round),
+            compression_ratio=_mean_or_none(group, "compression_ratio"),
             cost=statistics.fmean(costs),
             cost_std=statistics.stdev(costs) if len(costs) > 1 else 0.0,
             seeds=len(group),
+            size_bytes=_mean_or_none(group, "size_bytes", round),
+            compression_bytes=_mean_or_none(group, "compression_bytes"),
         ))
     return sorted(entries, key=lambda e: (e.method, e.compression_ratio))
 
 
-def pareto_front(entries: list[Entry]) -> list[Entry]:
-    """Entries no other entry beats on both axes (more compression and lower cost)."""
+def _mean_or_none(group: list[dict[str, Any]], key: str, kind: Any = float) -> Any:
+    """The seeds' mean of ``key`` (sizes differ by seed when pruning or channel removal decides
+    them); None when a row lacks it (results written before the byte count existed)."""
+    values = [row.get(key) for row in group]
+    return None if any(v is None for v in values) else kind(statistics.fmean(values))
+
+
+def pareto_front(entries: list[Entry], axis: Axis = "params") -> list[Entry]:
+    """Entries no other entry beats on both axes (more compression on ``axis``, lower cost)."""
     front = []
     for e in entries:
         dominated = any(
-            o.compression_ratio >= e.compression_ratio and o.cost <= e.cost
-            and (o.compression_ratio > e.compression_ratio or o.cost < e.cost)
+            o.compression(axis) >= e.compression(axis) and o.cost <= e.cost
+            and (o.compression(axis) > e.compression(axis) or o.cost < e.cost)
             for o in entries
         )
         if not dominated:
             front.append(e)
-    return sorted(front, key=lambda e: e.compression_ratio)
+    return sorted(front, key=lambda e: e.compression(axis))
 
 
 def summary_table(entries: list[Entry], metric: str) -> str:
-    """A Markdown table, one row per entry; ``*`` marks the Pareto front."""
-    front = {id(e) for e in pareto_front(entries)}
+    """A Markdown table, one row per entry, mean ± std over seeds; ``*`` marks the Pareto
+    front on parameters, ``b`` on bytes (when every entry has its bytes)."""
+    fronts = {"*": {id(e) for e in pareto_front(entries)}}
+    with_bytes = all(e.compression_bytes is not None for e in entries)
+    if with_bytes:
+        fronts["b"] = {id(e) for e in pareto_front(entries, "bytes")}
     lines = [
-        f"| method | knobs | trainable | compression | {cost_name(metric)} | seeds | front |",
-        "|---|---|---:|---:|---:|---:|:---:|",
+        f"| method | knobs | trainable | compression | bytes | byte compression | {cost_name(metric)} | seeds | front |",
+        "|---|---|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for e in entries:
         spread = f" ± {e.cost_std:.2f}" if e.seeds > 1 else ""
         knobs = ", ".join(f"{k}={v}" for k, v in e.knobs.items()) or "-"
+        size = f"{e.size_bytes:,}" if e.size_bytes is not None else "-"
+        ratio = f"{e.compression_bytes:.2f}x" if e.compression_bytes is not None else "-"
+        marks = "".join(mark for mark, front in fronts.items() if id(e) in front)
         lines.append(
-            f"| {e.method} | {knobs} | {e.trainable:,} | {e.compression_ratio:.2f}x | "
-            f"{e.cost:.2f}{spread} | {e.seeds} | {'*' if id(e) in front else ''} |"
+            f"| {e.method} | {knobs} | {e.trainable:,} | {e.compression_ratio:.2f}x | {size} | {ratio} | "
+            f"{e.cost:.2f}{spread} | {e.seeds} | {marks} |"
         )
+    return "\n".join(lines)
+
+
+def smallest_within(entries: list[Entry], *, reference: str = "plain", points: float = 1.0) -> str:
+    """A Markdown table: for each method, its smallest stored size (bytes) whose mean cost is
+    within ``points`` of the ``reference`` method's best mean cost ("-" where none is)."""
+    base = [e.cost for e in entries if e.method == reference]
+    if not base or any(e.size_bytes is None for e in entries):
+        return ""
+    limit = min(base) + points
+    lines = [
+        f"| method | smallest bytes within {points:g} point(s) of {reference} ({min(base):.2f}) | knobs | byte compression |",
+        "|---|---:|---|---:|",
+    ]
+    for method in dict.fromkeys(e.method for e in entries):
+        good = [e for e in entries if e.method == method and e.cost <= limit]
+        best = min(good, key=lambda e: e.size_bytes, default=None)
+        if best is None:
+            lines.append(f"| {method} | - | - | - |")
+        else:
+            knobs = ", ".join(f"{k}={v}" for k, v in best.knobs.items()) or "-"
+            lines.append(f"| {method} | {best.size_bytes:,} | {knobs} | {best.compression_bytes:.2f}x |")
     return "\n".join(lines)

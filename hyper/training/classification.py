@@ -87,6 +87,16 @@ class ImageClassifier(L.LightningModule):
         # Loaded for fit only, and kept outside the module tree: never optimised, never saved.
         self._teacher: nn.Module | None = None
 
+    def set_teacher(self, teacher: nn.Module | None) -> None:
+        """Distil from ``teacher`` (frozen, in eval mode) from now on; None trains on the labels.
+
+        For callbacks that train a network and then a smaller one taught by it in the same run.
+        """
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
+        # Not nn.Module's setattr: that would register the teacher as a submodule (saved, optimised).
+        object.__setattr__(self, "_teacher", teacher)
+
     def forward(self, images: Tensor) -> Tensor:  # (B, C, H, W) -> (B, num_classes)
         return self.network(images)
 
@@ -120,8 +130,7 @@ class ImageClassifier(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.teacher_path is not None and self._teacher is None:
-            # Not nn.Module's setattr: that would register the teacher as a submodule.
-            object.__setattr__(self, "_teacher", load_teacher(self.teacher_path))
+            self.set_teacher(load_teacher(self.teacher_path))
         if self._teacher is not None:
             self._teacher.to(self.device)
         log_parameter_counts(self)

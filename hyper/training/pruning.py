@@ -3,8 +3,8 @@ prune once and fine-tune.
 
 ModelPruning's defaults prune at the end of *every* epoch, and a float amount then compounds
 (0.5 a time empties a net in a few epochs); they also prune biases and norm gains. Here the
-conv and linear weights are pruned once, globally by L1 magnitude, to ``amount`` at the end of
-epoch ``prune_at_epoch`` (each layer by the same fraction, or ranked globally); training goes
+conv and linear weights are pruned once, globally by L1 magnitude, to ``amount`` after epoch
+``prune_at_epoch`` (each layer by the same fraction, or ranked globally); training goes
 on with the mask fixed, and the pruning is made
 permanent (zeros in ordinary weights) in checkpoints and at the end. The run's report then
 counts trainable parameters on non-zero weights (``count_parameters(nonzero=True)``).
@@ -16,7 +16,9 @@ pruning fell to chance while 80% did not.
 
 When the weights are pruned, the checkpoint callbacks forget their best so far: a dense
 checkpoint from before pruning must not become the "best" model that the run tests, or the
-report would pair a dense network's accuracy with the pruned network's count.
+report would pair a dense network's accuracy with the pruned network's count. The pruning
+happens as the next epoch starts, not as ``prune_at_epoch`` ends: the checkpoint saved at the end
+of an epoch would otherwise hold the pruned weights under the dense network's score.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class MagnitudePruning(ModelPruning):
 
     Args:
         amount: fraction of those weights set to zero, in (0, 1).
-        prune_at_epoch: the (0-based) epoch at whose end the weights are pruned.
+        prune_at_epoch: the (0-based) epoch after which the weights are pruned.
         scope: ``layer``: each layer loses ``amount`` of its weights; ``global``: the smallest
             ``amount`` of all weights together go, wherever they are.
         verbose: 0 silent, 1 the sparsity once, 2 per layer (ModelPruning's).
@@ -58,18 +60,16 @@ class MagnitudePruning(ModelPruning):
         if scope not in ("layer", "global"):
             raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         self.prune_at_epoch = prune_at_epoch
+        self._pruned = False
         super().__init__(
             pruning_fn="l1_unstructured",
             parameter_names=["weight"],
             use_global_unstructured=scope == "global",
             amount=amount,
-            apply_pruning=self._is_pruning_epoch,
+            apply_pruning=False,  # ModelPruning's own epoch-end pruning: see on_train_epoch_start
             make_pruning_permanent=True,
             verbose=verbose,
         )
-
-    def _is_pruning_epoch(self, epoch: int) -> bool:
-        return epoch == self.prune_at_epoch
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         max_epochs = trainer.max_epochs
@@ -79,11 +79,20 @@ class MagnitudePruning(ModelPruning):
             )
         super().setup(trainer, pl_module, stage)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._is_pruning_epoch(pl_module.current_epoch):
-            for checkpoint in trainer.checkpoint_callbacks:
-                _forget_best(checkpoint)
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.prune_at_epoch + 1:
+            self._prune(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.prune_at_epoch + 1 and not self._pruned:
+            self._prune(trainer)  # after the last epoch: pruned, not fine-tuned; the final weights are tested
+        super().on_train_end(trainer, pl_module)
+
+    def _prune(self, trainer: L.Trainer) -> None:
+        self.apply_pruning(self.amount)
+        self._pruned = True
+        for checkpoint in trainer.checkpoint_callbacks:
+            _forget_best(checkpoint)
 
     @staticmethod
     def sanitize_parameters_to_prune(

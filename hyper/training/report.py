@@ -7,8 +7,10 @@ prints it as a table and writes it as JSON beside the run's checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import statistics
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -22,14 +24,19 @@ from torch import nn
 from hyper import Wrapped, count_parameters
 
 
-def describe_network(network: nn.Module, *, pruned: bool = False) -> dict[str, Any]:
+def describe_network(network: nn.Module, *, pruned: bool = False, reference: int | None = None) -> dict[str, Any]:
     """The model's part of a report row: class, arguments, weight source, knobs, parameter counts.
 
     Args:
         network: the network.
         pruned: count trainable parameters on non-zero weights (a magnitude-pruned network).
+        reference: the plain-equivalent parameters to compare against, when the network was
+            made from a larger one during the run (factorised, units removed, a student):
+            the plain-equivalent of the network the run was configured with.
     """
     counts = count_parameters(network, nonzero=pruned)
+    if reference is not None and reference != counts.plain_equivalent:
+        counts = dataclasses.replace(counts, plain_equivalent=reference)
     spec = getattr(network, "spec", None)
     config = {k: v for k, v in getattr(network, "config", {}).items() if k != "source"}
     return {
@@ -40,6 +47,8 @@ def describe_network(network: nn.Module, *, pruned: bool = False) -> dict[str, A
         "trainable_params": counts.trainable,
         "plain_equivalent_params": counts.plain_equivalent,
         "compression_ratio": counts.compression_ratio,
+        "size_bytes": counts.size_bytes,
+        "compression_bytes": counts.compression_bytes,
         **({"pruned": True} if pruned else {}),
     }
 
@@ -58,6 +67,7 @@ def log_parameter_counts(module: L.LightningModule) -> None:
         "params_trainable": counts.trainable,
         "params_plain_equivalent": counts.plain_equivalent,
         "compression_ratio": counts.compression_ratio,
+        "size_bytes": counts.size_bytes,
     }
     for logger in module.loggers:
         logger.log_metrics(sizes, step=0)
@@ -126,9 +136,12 @@ class RunReport(Callback):
         self.row: dict[str, Any] = {}
         self._clock: dict[str, float] = {}
         self._finished = False
+        self._batch: torch.Tensor | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._clock = {"fit": _now(pl_module), "validation": 0.0}
+        # What the run set out to compress: a callback may swap the network for a smaller one.
+        self._reference = count_parameters(pl_module.network).plain_equivalent
         self._examples = self._batches = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
@@ -147,7 +160,7 @@ class RunReport(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         wall = _now(pl_module) - self._clock.pop("fit")
         train_time = max(wall - self._clock["validation"], 1e-9)
-        self.row.update(describe_network(pl_module.network, pruned=_pruning(trainer)))
+        self.row.update(self._describe(trainer, pl_module))
         self.row.update(_metrics(trainer, "val_"))
         self.row.update(_best(trainer))
         self.row.update({
@@ -161,13 +174,23 @@ class RunReport(Callback):
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._clock["test"] = _now(pl_module)
+        self._batch = None
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+        if self._batch is None and isinstance(batch, (list, tuple)) and isinstance(batch[0], torch.Tensor):
+            self._batch = batch[0]  # timed again at the end: the tested network's inference cost
+
+    def _describe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        return describe_network(pl_module.network, pruned=_pruning(trainer), reference=getattr(self, "_reference", None))
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test_time = _now(pl_module) - self._clock.pop("test")
-        if "model" not in self.row:  # a test on its own
-            self.row.update(describe_network(pl_module.network, pruned=_pruning(trainer)))
+        # Described again: the tested network is what counts (quantised at test, made smaller mid-fit).
+        self.row.update(self._describe(trainer, pl_module))
         self.row.update(_metrics(trainer, "test_"))
         self.row.update({"test_time_s": test_time, "tested_checkpoint": trainer.ckpt_path})
+        if self._batch is not None:
+            self.row.update(latency(pl_module.network, self._batch))
         self._finished = True
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -188,6 +211,22 @@ class RunReport(Callback):
             temporary.write_text(json.dumps(jsonable(self.row), indent=2) + "\n")
             os.replace(temporary, path)
         print(format_report({**self.row, "report": str(path) if path else None}), flush=True)
+
+
+@torch.no_grad()
+def latency(network: nn.Module, inputs: torch.Tensor, *, repeats: int = 10) -> dict[str, Any]:
+    """Median wall time of one forward pass of ``network`` (eval mode) over ``inputs``, in ms."""
+    was_training = network.training
+    network.eval()
+    times = []
+    for _ in range(repeats + 1):  # the first call warms up (allocations, lazy init)
+        start = time.perf_counter()
+        network(inputs)
+        if inputs.device.type == "cuda":
+            torch.cuda.synchronize(inputs.device)
+        times.append(time.perf_counter() - start)
+    network.train(was_training)
+    return {"latency_ms": 1000 * statistics.median(times[1:]), "latency_batch": len(inputs)}
 
 
 def _pruning(trainer: L.Trainer) -> bool:

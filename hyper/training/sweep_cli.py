@@ -1,7 +1,7 @@
 """``train.py sweep`` and ``train.py plot``: compression curves from the command line.
 
     python train.py sweep --config configs/sweeps/digits.yaml [--shard 2/4] [--out DIR]
-    python train.py plot results/digits [--metric test_acc] [--out curve.png]
+    python train.py plot results/digits [--metric test_acc] [--x params|bytes|both] [--out curve.png]
 
 Every point of a sweep is a train.py config run in this process through the same code as a
 single run (``run_config``); its report row is appended to the results file as it finishes.
@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from hyper.sweeps import finish, load_sweep, parse_shard, read_rows, run_sweep, summarize, summary_table
+from hyper.sweeps.summary import smallest_within
 from hyper.sweeps.grid import Point, set_path
-from hyper.sweeps.plot import plot_curves
+from hyper.sweeps.plot import default_axes, plot_curves
 
 
 def run_point(point: Point, run_dir: Path) -> dict[str, Any]:
@@ -47,6 +48,9 @@ def plot_command(args: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="train.py plot", description="Redraw a sweep's curve and table from its results.")
     parser.add_argument("results", help="a results folder or one results*.jsonl file")
     parser.add_argument("--metric", default="test_acc", help="the metric to plot (test_acc, test_bpc, ...)")
+    parser.add_argument("--x", choices=("params", "bytes", "both"), default="both",
+                        help="compression axis: parameters, bytes, or both side by side (default; "
+                        "params only for results without byte counts)")
     parser.add_argument("--out", help="the PNG to write (default: beside the results)")
     options = parser.parse_args(args)
     source = Path(options.results)
@@ -54,9 +58,13 @@ def plot_command(args: Sequence[str]) -> None:
     if not entries:
         raise ValueError(f"no row in {source} has the metric {options.metric!r}")
     print(summary_table(entries, options.metric))
+    within = smallest_within(entries)
+    if within:
+        print(f"\n{within}")
     folder = source if source.is_dir() else source.parent
     png = Path(options.out) if options.out else folder / f"{folder.name}.png"
-    print(f"plot: {plot_curves(entries, options.metric, png, title=folder.name)}")
+    axes = default_axes(entries) if options.x == "both" else (options.x,)
+    print(f"plot: {plot_curves(entries, options.metric, png, title=folder.name, axes=axes)}")
 
 
 COMMANDS = {"sweep": sweep_command, "plot": plot_command}

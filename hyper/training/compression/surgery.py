@@ -1,0 +1,192 @@
+"""Train a network, then change it mid-run and fine-tune what comes out: the post-training
+routes to a smaller network, each a callback.
+
+- ``LowRankFactorization``: truncated SVD of every layer at ``rank``;
+- ``ChannelDropping``: a group-lasso penalty on every removable unit, then the dead units cut
+  out (a smaller dense network: fewer channels, fewer FLOPs);
+- ``CompressInto``: the trained network compressed into another one, ``network``: a
+  hypernetwork (or any generated network) fitted to the trained kernels by weight-space
+  regression, or a smaller plain network; trained on the labels or, with ``distill``, taught
+  by the trained network (student–teacher). With ``at_epoch: null`` the configured network is
+  never trained and ``network`` trains from the start: a small network trained directly, on
+  the same axes.
+
+Each phase runs the module's learning-rate schedule over its own steps (the trained network
+is annealed before it is compressed). The tested and reported network is the one that comes
+out; the report compares it with the configured network (``plain_equivalent_params``), and
+its ``latency_ms`` is measured. Checkpoints saved after the change hold the new network, which
+the config does not build: test them in the same run (``run`` does).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from hyper.compression.channels import check_threshold, dead_units, group_lasso, remove_units, unit_groups
+from hyper.compression.factorize import factorize
+from hyper.compression.fit import compress_into
+from hyper.network import GeneratedNetwork
+from hyper.training.compression.phases import check_count, check_epoch, replace_network, restart_schedule, steps_per_epoch
+
+
+class _Recompress(Callback):
+    """Train until the end of epoch ``at_epoch``, then put ``compress(network)`` in its place.
+
+    Args:
+        at_epoch: the (0-based) epoch after which the network changes; None: before training.
+        distill: train the new network against the old one's soft targets (``ImageClassifier``).
+    """
+
+    def __init__(self, *, at_epoch: int | None, distill: bool) -> None:
+        if at_epoch is not None:
+            check_count("at_epoch", at_epoch)
+        if distill and at_epoch is None:
+            raise ValueError("distill needs a trained network to learn from: set at_epoch")
+        self.at_epoch = at_epoch
+        self.distill = distill
+
+    def compress(self, trained: nn.Module) -> nn.Module:
+        raise NotImplementedError
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if self.at_epoch is not None:
+            check_epoch("at_epoch", self.at_epoch + 1, trainer, shown=self.at_epoch, leave="an epoch to fine-tune")
+        if self.distill and not hasattr(pl_module, "set_teacher"):
+            raise ValueError(f"distill needs a module that takes a teacher (ImageClassifier), got {type(pl_module).__name__}")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.at_epoch is None:
+            self._change(trainer, pl_module)
+        else:
+            restart_schedule(trainer, pl_module, (self.at_epoch + 1) * steps_per_epoch(trainer))
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # At the start of the next epoch, not the end of this one: the checkpoint saved at the end
+        # of ``at_epoch`` must pair the trained network with its own validation score.
+        if self.at_epoch is not None and trainer.current_epoch == self.at_epoch + 1:
+            self._change(trainer, pl_module)
+
+    def _change(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trained = pl_module.network
+        smaller = self.compress(trained)
+        remaining = max(int(trainer.estimated_stepping_batches) - trainer.global_step, 1)
+        replace_network(trainer, pl_module, smaller, steps=remaining)
+        if self.distill:
+            pl_module.set_teacher(trained)
+
+
+class LowRankFactorization(_Recompress):
+    """Truncated SVD of every conv and linear layer of the trained network, then fine-tuning.
+
+    Args:
+        rank: r; layers whose rank-r pair would not be smaller stay as they are.
+        at_epoch: the (0-based) epoch after which the layers are factorised.
+        distill: fine-tune against the unfactorised network's soft targets.
+    """
+
+    def __init__(self, *, rank: int = 4, at_epoch: int = 0, distill: bool = False) -> None:
+        check_count("rank", rank, minimum=1)
+        super().__init__(at_epoch=at_epoch, distill=distill)
+        self.rank = rank
+
+    def compress(self, trained: nn.Module) -> nn.Module:
+        return factorize(trained, rank=self.rank)
+
+
+class ChannelDropping(_Recompress):
+    """Group-lasso training of every removable unit, then removal of the dead ones.
+
+    The penalty λ Σ_units ‖unit's weights‖₂ (``hyper.compression.channels``) is added to the
+    gradients of every step up to the end of ``at_epoch``; then units whose norm is at most
+    ``threshold`` × the largest of their layer are removed (as the next epoch starts) and the
+    smaller network fine-tuned.
+
+    Args:
+        penalty: λ, the group-lasso coefficient.
+        threshold: a unit is dead at or below this fraction of its layer's largest unit norm.
+        at_epoch: the (0-based) epoch after which the dead units are removed.
+        distill: fine-tune against the unpruned network's soft targets.
+    """
+
+    def __init__(self, *, penalty: float = 1e-3, threshold: float = 0.05, at_epoch: int = 0, distill: bool = False) -> None:
+        if not penalty >= 0:
+            raise ValueError(f"penalty must be non-negative, got {penalty!r}")
+        check_threshold(threshold)
+        super().__init__(at_epoch=at_epoch, distill=distill)
+        self.penalty = penalty
+        self.threshold = threshold
+        self._groups: list | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._groups = unit_groups(pl_module.network)
+        if not self._groups:
+            raise ValueError(
+                f"{type(pl_module.network).__name__} has no removable units (conv/linear outputs that only "
+                "conv/linear layers read, through norms and activations)"
+            )
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.penalty and self._groups is not None and trainer.current_epoch <= self.at_epoch:
+            (self.penalty * group_lasso(pl_module.network, self._groups)).backward()
+
+    def compress(self, trained: nn.Module) -> nn.Module:
+        keep = dead_units(trained, self._groups, threshold=self.threshold)
+        smaller = remove_units(trained, keep)
+        self._groups = None  # the penalty stops with the removal
+        return smaller
+
+
+class CompressInto(_Recompress):
+    """Train the configured network, then compress it into ``network`` and fine-tune.
+
+    Args:
+        network: what the trained network becomes: a generated network (``models.HyperResNet``,
+            any source) or a smaller plain one.
+        at_epoch: the (0-based) epoch after which ``network`` takes over; None: from the start,
+            with no training of the configured network (a small network trained directly).
+        fit_steps: Adam steps of weight-space regression of ``network``'s weight source onto
+            the trained kernels (a generated ``network`` of the same target); 0: it starts
+            from its own initialisation.
+        fit_lr: the regression's learning rate.
+        distill: fine-tune against the trained network's soft targets (student–teacher).
+    """
+
+    def __init__(
+        self,
+        *,
+        network: nn.Module,
+        at_epoch: int | None = None,
+        fit_steps: int = 0,
+        fit_lr: float = 0.01,
+        distill: bool = False,
+    ) -> None:
+        check_count("fit_steps", fit_steps)
+        if fit_steps and not (isinstance(network, GeneratedNetwork) and next(network.source.parameters(), None) is not None):
+            raise ValueError(
+                "fit_steps fits a weight source: network must be a generated network whose source has "
+                f"parameters (models.HyperResNet, ...), got {type(network).__name__}"
+            )
+        if fit_steps and at_epoch is None:
+            raise ValueError("fit_steps fits the trained kernels: set at_epoch")
+        super().__init__(at_epoch=at_epoch, distill=distill)
+        self.network = network
+        self.fit_steps = fit_steps
+        self.fit_lr = fit_lr
+        self.fit_errors: list[float] = []
+
+    def compress(self, trained: nn.Module) -> nn.Module:
+        student = self.network.to(next(trained.parameters()).device)
+        if self.fit_steps:
+            self.fit_errors = compress_into(student, trained, steps=self.fit_steps, lr=self.fit_lr)
+        return student
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        if self.fit_errors and self.at_epoch is not None and trainer.current_epoch == self.at_epoch + 1:
+            errors = {"fit_error_start": self.fit_errors[0], "fit_error_end": self.fit_errors[-1]}
+            for logger in trainer.loggers:
+                logger.log_metrics(errors, step=trainer.global_step)
