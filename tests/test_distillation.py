@@ -39,6 +39,6 @@ def test_student_learns_from_a_teacher_checkpoint(tmp_path, capsys):
 def test_bad_teacher_settings(tmp_path, capsys):
     config = str(write_config(tmp_path))
     assert main(["fit", "--config", config, "--model.teacher", str(tmp_path / "none.ckpt")]) == 2
-    assert "teacher checkpoint not found" in capsys.readouterr().err
+    assert f"error: --model.teacher {tmp_path / 'none.ckpt'}: no such checkpoint file" in capsys.readouterr().err
     assert main(["fit", "--config", config, "--model.distill_weight", "1.5"]) == 2
     assert "distill_weight must be in [0, 1]" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def sweep(tmp_path):
     return load_sweep(tmp_path / "s.yaml")
 
 
-def fake_run(point, run_dir):
+def fake_run(point, run_dir, resume=None):
     """Deterministic stand-in for training: more capacity, more accuracy."""
     init = point.config["model"]["init_args"]
     capacity = init.get("embedding_dim") or init["source"]["init_args"]["rank"] * 3
@@ -64,7 +64,7 @@ def test_shards_partition_the_points(sweep):
 def test_interrupted_sweep_resumes_without_redoing(sweep, tmp_path):
     calls = []
 
-    def crash_after_first(point, run_dir):
+    def crash_after_first(point, run_dir, resume):
         if calls:
             raise KeyboardInterrupt
         calls.append(point.key)
@@ -76,7 +76,7 @@ def test_interrupted_sweep_resumes_without_redoing(sweep, tmp_path):
     assert [r["key"] for r in read_rows(folder)] == calls
 
     rerun = []
-    run_sweep(sweep, folder, lambda p, d: rerun.append(p.key) or fake_run(p, d), log=lambda s: None)
+    run_sweep(sweep, folder, lambda p, d, r: rerun.append(p.key) or fake_run(p, d), log=lambda s: None)
     assert calls[0] not in rerun and len(rerun) == len(sweep.points()) - 1
     assert len(read_rows(folder)) == len(sweep.points())
 
