@@ -86,6 +86,12 @@ class ImageClassifier(L.LightningModule):
 
     def check_data(self, datamodule: L.LightningDataModule) -> None:
         """Raise ValueError unless the network reads ``datamodule``'s images and predicts its classes."""
+        missing = [name for name in ("num_classes", "in_channels", "image_size") if not hasattr(datamodule, name)]
+        if missing:
+            raise ValueError(
+                f"ImageClassifier needs image data with num_classes, in_channels and image_size "
+                f"(an image DataModule), got {type(datamodule).__name__}"
+            )
         config = getattr(self.network, "config", {})
         for name in ("in_channels", "num_classes"):
             value = getattr(datamodule, name)

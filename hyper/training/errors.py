@@ -32,5 +32,7 @@ def one_line(error: BaseException) -> str:
 def _parser_wrapper(error: BaseException) -> bool:
     """Whether ``error`` is jsonargparse's wrapping of another (its message says where, not what)."""
     first = (str(error).strip().splitlines() or [""])[0]
-    wrapper_starts = ("Parser key", "Problem with given class_path", "Does not validate against any", "Validation failed")
+    wrapper_starts = (
+        "Parser key", "Problem with given class_path", "Does not validate against any", "Validation failed", "Call to compute_fn",
+    )
     return error.__cause__ is not None and first.startswith(wrapper_starts)
