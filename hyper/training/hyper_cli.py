@@ -16,6 +16,7 @@ resumes the run in its own folder.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -232,6 +233,7 @@ class HyperCLI(LightningCLI):
         if folder is None:
             return default_loggers(trainer.get("default_root_dir") or "runs", self._run_name())
         step = int(self.checkpoint.get("global_step", 0))
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # ours
         rank_zero_info(f"resuming {folder} from {self._get(self.config, 'ckpt_path')} (step {step})")
         return default_loggers(folder.parent.parent, folder.parent.name, version=folder.name, resume_step=step)
 
