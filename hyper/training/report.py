@@ -124,6 +124,7 @@ class RunReport(Callback):
         self.row: dict[str, Any] = {}
         self._clock: dict[str, float] = {}
         self._earlier = dict(EMPTY_TOTALS)  # what earlier sessions of a resumed run spent
+        self._log_dir: str | None = None
         self._finished = False
 
     # what travels in checkpoints -------------------------------------------------------------
@@ -149,6 +150,11 @@ class RunReport(Callback):
         }
 
     # fit ---------------------------------------------------------------------------------------
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Asked here, where every rank runs: trainer.log_dir is a broadcast, which a hook that
+        # runs on one rank only (on_exception) must not call.
+        self._log_dir = trainer.log_dir
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._clock = {"fit": _now(pl_module), "validation": 0.0}
@@ -225,10 +231,9 @@ class RunReport(Callback):
 
     def _write(self, trainer: L.Trainer, row: dict[str, Any], *, create: bool = True) -> Path | None:
         """Write ``row`` to the report file, whole or not at all; its path (None without a log dir)."""
-        log_dir = trainer.log_dir  # every rank must ask: it is broadcast from rank 0
-        if log_dir is None:
+        if self._log_dir is None:
             return None
-        path = Path(log_dir) / self.filename
+        path = Path(self._log_dir) / self.filename
         if trainer.is_global_zero and (create or path.parent.is_dir()):
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_suffix(".tmp")  # readers never see half a report
