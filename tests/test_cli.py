@@ -195,3 +195,23 @@ def test_one_line_names_the_key_and_the_cause() -> None:
     except TypeError as error:
         assert one_line(error) == "trainer.max_epochs: Expected a int. Got value: x"
     assert one_line(ValueError("plain message")) == "plain message"
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(f"  {command} " in out for command in ("fit", "test", "run", "sweep", "plot", "sample"))
+
+
+def test_last_checkpoint_is_the_latest_state_and_best_the_best(tmp_path: Path) -> None:
+    # "step" never improves in mode min: best.ckpt stays at epoch 0, last.ckpt must move on.
+    config = write_config(tmp_path)
+    never_better = ["--checkpoint.monitor", "step", "--checkpoint.mode", "min"]
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs", "3", *never_better]) == 0
+    checkpoints = only_run(tmp_path / "runs") / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    best = torch.load(checkpoints / "best.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 6) and (best["epoch"], best["global_step"]) == (0, 2)

@@ -237,7 +237,8 @@ def test_fit_test_from_the_checkpoint_and_sample(tmp_path: Path, capfd: pytest.C
     assert report["steps"] == 6 and report["tokens_per_s"] > 0
     assert 0 < report["test_bpc"] < 8 and report["best_val_bpc"] <= report["val_bpc"] + 1e-6
     best = report["best_checkpoint"]
-    assert report["tested_checkpoint"] == best and "last" not in Path(best).name  # monitored: val_bpc, min
+    assert report["tested_checkpoint"] == best and Path(best).name == "best.ckpt"  # monitored: val_bpc, min
+    assert (Path(best).parent / "last.ckpt").is_file()
 
     # neither model nor data restated: both come from the checkpoint
     where = ["--trainer.default_root_dir", str(tmp_path / "test")]

@@ -136,3 +136,21 @@ def test_set_path_indexes_lists():
     assert config == {"trainer": {"callbacks": [{"class_path": "X", "init_args": {"amount": 0.5}}]}}
     with pytest.raises(ValueError, match="not an index"):
         set_path(config, "trainer.callbacks.3.x", 1)
+
+
+def test_a_rerun_takes_a_finished_report_and_clears_an_orphan_folder(sweep, tmp_path):
+    folder = tmp_path / "out"
+    first, second = sweep.points()[:2]
+    # killed after the first point's run finished, before its row was written
+    finished = folder / "runs" / first.key / "net" / "version_0"
+    finished.mkdir(parents=True)
+    (finished / "report.json").write_text(json.dumps({"status": "finished", **fake_run(first, None)}))
+    # killed before the second point's first checkpoint: a folder with nothing to keep
+    orphan = folder / "runs" / second.key / "net" / "version_0"
+    orphan.mkdir(parents=True)
+    (orphan / "metrics.csv").write_text("step\n")
+    ran = []
+    run_sweep(sweep, folder, lambda p, d, r: ran.append((p.key, d.exists(), r)) or fake_run(p, d), log=lambda s: None)
+    assert first.key not in [key for key, _, _ in ran]  # its row came from its report
+    assert (second.key, False, None) in ran  # run afresh, after its orphan folder was removed
+    assert sorted(r["key"] for r in read_rows(folder)) == sorted(p.key for p in sweep.points())

@@ -16,6 +16,7 @@ resumes the run in its own folder.
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
-from jsonargparse import ActionConfigFile
+from jsonargparse import ActionConfigFile, DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -48,6 +49,10 @@ EPILOG = """other commands (each has its own --help):
   sweep   run a sweep file's points, append their rows, draw the compression curve
   plot    redraw a sweep's table and curve from its results
   sample  print text from a character model's checkpoint"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description and the list of other commands kept as written."""
 
 
 class Trainer(L.Trainer):
@@ -306,6 +311,7 @@ def _parser_kwargs() -> dict[str, Any]:
         "exit_on_error": False,
         "description": DESCRIPTION,
         "epilog": EPILOG,
+        "formatter_class": HelpFormatter,
         **{name: {"exit_on_error": False} for name in SUBCOMMANDS},
     }
 

@@ -123,6 +123,11 @@ class CharLanguageModel(L.LightningModule):
             )
 
     def setup(self, stage: str) -> None:
+        if self.trainer.world_size > 1:
+            raise ValueError(
+                f"CharLanguageModel trains on one device (each process would get every other window of "
+                f"the streams, not their continuation), got {self.trainer.world_size} processes: set trainer.devices 1"
+            )
         if self.trainer.datamodule is not None:
             self.check_data(self.trainer.datamodule)
 
