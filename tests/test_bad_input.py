@@ -128,6 +128,7 @@ CASES = [
     ("fit: truncated ckpt", ["fit", "-c", "{config}", "--ckpt_path", "{truncated.ckpt}"], ["truncated.ckpt is not a readable"]),
     ("fit: random ckpt", ["fit", "-c", "{config}", "--ckpt_path", "{random.ckpt}"], ["random.ckpt is not a readable"]),
     ("fit: planted code", ["fit", "-c", "{config}", "--ckpt_path", "{crafted.ckpt}"], ["crafted.ckpt holds Python objects"]),
+    ("fit: resume without config", ["fit", "--ckpt_path", "{good}"], ["to resume", "give its config too: fit --config", "config.yaml"]),
     ("fit: missing ckpt", ["fit", "-c", "{config}", "--ckpt_path", "{tmp}/none.ckpt"], ["none.ckpt: no such checkpoint"]),
     ("teacher missing", ["fit", "-c", "{config}", "--model.teacher", "{tmp}/none.ckpt"], ["--model.teacher", "no such checkpoint"]),
     ("teacher empty", ["fit", "-c", "{config}", "--model.teacher", "{empty.ckpt}"], ["--model.teacher", "not a readable"]),
@@ -217,3 +218,17 @@ def test_planted_code_would_run_outside_weights_only(files: dict[str, Path], tmp
     assert not marker.exists()
     torch.load(path, weights_only=False)
     assert marker.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no one can create a file")
+@pytest.mark.parametrize("command", [["fit", "-c", "{config}", "--trainer.default_root_dir"], ["sweep", "--config", "{sweep:ok}", "--out"]])
+def test_a_folder_that_cannot_be_written_is_one_line(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture,
+    command: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = [expand(arg, files, tmp_path) for arg in command] + ["/proc/hyper-runs"]
+    capfd.readouterr()
+    assert main(args) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "/proc/hyper-runs: cannot write in /proc" in lines[0], lines

@@ -31,7 +31,7 @@ def test_student_learns_from_a_teacher_checkpoint(tmp_path, capsys):
     student = write_config(tmp_path / "student", embedding_dim=2)
     args = ["run", "--config", str(student), "--model.teacher", str(teacher), "--model.distill_temperature", "2"]
     assert main(args) == 0
-    checkpoint = torch.load(next(only_run(tmp_path / "student" / "runs").glob("checkpoints/last.ckpt")), weights_only=False)
+    checkpoint = torch.load(next(only_run(tmp_path / "student" / "runs").glob("checkpoints/last.ckpt")), weights_only=True)
     # The teacher trains nothing and is not saved in the student's checkpoint.
     assert not any("teacher" in key for key in checkpoint["state_dict"])
 

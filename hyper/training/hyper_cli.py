@@ -32,7 +32,7 @@ from hyper.checks import check_int, read_yaml_mapping
 from hyper.training.checkpoints import load_checkpoint, run_checkpoints, run_folder
 from hyper.training.finite import StopOnNonFinite
 from hyper.training.folders import check_output_folder
-from hyper.training.loggers import RemoveRunOnError, default_loggers
+from hyper.training.loggers import FlushLogs, RemoveRunOnError, default_loggers
 from hyper.training.report import RunReport
 from hyper.training.resume import RandomState
 
@@ -155,6 +155,14 @@ class HyperCLI(LightningCLI):
             return
         # Read (weights_only) before Lightning does, so a bad file is one line in the user's terms.
         self.checkpoint = load_checkpoint(path)
+        folder = run_folder(path)
+        from_command_line = not isinstance(args, dict)  # a dict is a whole config (a sweep's point)
+        if from_command_line and subcommand in FITTING and self.config[subcommand].get("config") is None and folder:
+            # The model and data are in the checkpoint, the length of the run and the rest are not.
+            raise ValueError(
+                f"to resume {folder}, give its config too: {subcommand} --config {folder / 'config.yaml'} "
+                f"--ckpt_path {path} (or rerun the command that started it, with --ckpt_path)"
+            )
         data = self.checkpoint.get("datamodule_hyper_parameters", {})
         if self.config[subcommand].get("data") is None and "_class_path" in data:
             saved = {"class_path": data["_class_path"], "init_args": _arguments(data)}
@@ -188,7 +196,7 @@ class HyperCLI(LightningCLI):
         if config.get("logger") in (None, True) and not config.get("fast_dev_run"):
             loggers = self._loggers(config)
             kwargs["logger"] = loggers
-            callbacks.append(RemoveRunOnError(loggers[0].log_dir))
+            callbacks += [FlushLogs(), RemoveRunOnError(loggers[0].log_dir)]
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
@@ -198,9 +206,7 @@ class HyperCLI(LightningCLI):
             return
         if self.trainer.local_rank == 0:
             self.datamodule.prepare_data()  # here, before DDP starts other processes that would wait on it
-        check_files = getattr(self.datamodule, "check_files", None)
-        if check_files is not None:
-            check_files(STAGES[self.subcommand])
+        self.check_files(STAGES[self.subcommand])
 
     before_fit = before_validate = before_test = before_predict = before_run = _before_running
 

@@ -68,6 +68,25 @@ def _step(row: dict[str, str]) -> int | None:
         return None
 
 
+class FlushLogs(Callback):
+    """Write the loggers' buffered metrics whenever a checkpoint is written and an epoch starts.
+
+    CSVLogger keeps rows in memory between flushes (every 100 steps): a run killed outright
+    would lose the rows logged before its last checkpoint, which a resumed run does not log again.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._flush(trainer)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+
+    @staticmethod
+    def _flush(trainer: L.Trainer) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+
 class RemoveRunOnError(Callback):
     """Delete a fresh run directory when the run fails before it saved a checkpoint.
 
