@@ -3,8 +3,10 @@
     python train.py                                   # fit + test + report, configs/default.yaml
     python train.py --config cifar10_fast --data.data_dir /tmp/data
     python train.py fit --config configs/cifar10_hyper_wrn40_2.yaml --trainer.precision bf16-mixed
-    python train.py test --ckpt_path runs/.../checkpoints/last.ckpt
-    python train.py run --help
+    python train.py test --ckpt_path runs/.../checkpoints/best.ckpt
+    python train.py --ckpt_path runs/.../checkpoints/last.ckpt      # resume the default run
+    python train.py sweep --config configs/sweeps/digits.yaml; python train.py sample --help
+    python train.py --help
 """
 
 from pathlib import Path

@@ -13,8 +13,9 @@ import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from hyper import count_parameters
-from hyper.training.argv import expand_args, find_config
-from hyper.training.cli import main, one_line
+from hyper.training.cli import main, with_default_subcommand
+from hyper.training.errors import one_line
+from hyper.training.hyper_cli import find_config
 from models import HyperResNet
 
 
@@ -129,21 +130,29 @@ def test_no_arguments_run_the_default_config(tmp_path: Path) -> None:
     assert report["model"] == "HyperResNet" and "test_acc" in report and "val_acc" in report
 
 
-def test_arguments_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_is_the_default_subcommand(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    default = str(configs / "default.yaml")
+    assert with_default_subcommand([], configs) == ["run", "--config", default]
+    overrides = ["--trainer.max_epochs", "3"]
+    assert with_default_subcommand(overrides, configs) == ["run", "--config", default, *overrides]
+    assert with_default_subcommand(["--config", "fast"], configs) == ["run", "--config", "fast"]
+    assert with_default_subcommand(["fit", "-c", "x.yaml"], configs) == ["fit", "-c", "x.yaml"]
+    assert with_default_subcommand(["--help"], configs) == ["--help"]
+
+
+def test_config_names_a_file_or_a_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "fast.yaml").write_text("{}")
-    default = str(configs / "default.yaml")
-    assert expand_args([], configs) == ["run", "--config", default]
-    overrides = ["--trainer.max_epochs", "3"]
-    assert expand_args(overrides, configs) == ["run", "--config", default, *overrides]
-    # a config named from anywhere: no default added, the name found in configs/
-    monkeypatch.chdir(tmp_path.parent)
-    fast = str(configs / "fast.yaml")
-    assert expand_args(["--config", "fast"], configs) == ["run", "--config", fast]
-    assert expand_args(["fit", "-c", "configs/fast.yaml"], configs) == ["fit", "-c", fast]
-    assert find_config("missing.yaml", configs) == Path("missing.yaml")  # the parser reports it
-    assert expand_args(["--help"], configs) == ["--help"]
+    monkeypatch.chdir(tmp_path.parent)  # from anywhere: the name is found in configs/
+    fast = configs / "fast.yaml"
+    assert find_config("fast", configs) == fast
+    assert find_config("fast.yaml", configs) == fast
+    assert find_config("configs/fast.yaml", configs) == fast
+    assert find_config(str(fast), configs) == fast
+    with pytest.raises(FileNotFoundError, match="no such file, nor a preset in .* \\(fast\\)"):
+        find_config("missing", configs)
 
 
 @pytest.mark.parametrize(
@@ -186,3 +195,23 @@ def test_one_line_names_the_key_and_the_cause() -> None:
     except TypeError as error:
         assert one_line(error) == "trainer.max_epochs: Expected a int. Got value: x"
     assert one_line(ValueError("plain message")) == "plain message"
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(f"  {command} " in out for command in ("fit", "test", "run", "sweep", "plot", "sample"))
+
+
+def test_last_checkpoint_is_the_latest_state_and_best_the_best(tmp_path: Path) -> None:
+    # "step" never improves in mode min: best.ckpt stays at epoch 0, last.ckpt must move on.
+    config = write_config(tmp_path)
+    never_better = ["--checkpoint.monitor", "step", "--checkpoint.mode", "min"]
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs", "3", *never_better]) == 0
+    checkpoints = only_run(tmp_path / "runs") / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    best = torch.load(checkpoints / "best.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 6) and (best["epoch"], best["global_step"]) == (0, 2)

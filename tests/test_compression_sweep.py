@@ -18,7 +18,7 @@ def test_preset_points_run(method, tmp_path, one_thread):
     for key, value in {"trainer.limit_train_batches": 3, "trainer.limit_val_batches": 1, "trainer.limit_test_batches": 1,
                        "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}.items():
         set_path(point.config, key, value)
-    row = run_point(point, tmp_path / "run")
+    row = run_point(point, tmp_path / "run", None)
     assert 0 <= row["test_acc"] <= 1 and row["plain_equivalent_params"] == 174_778
     assert row["size_bytes"] > 0 and row["compression_bytes"] > 1 and row["latency_ms"] > 0
     if method == "hyper ptq":  # 8-bit weights (biases and norms stay fp32): bytes shrink ~3x more than parameters

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from hyper.training import ImageClassifier
 from hyper.training.cli import main
-from hyper.training.distillation import distillation_loss, load_teacher
+from hyper.training.distillation import Teacher, distillation_loss
 from models import HyperResNet
 from test_cli import NETWORK, TinyImages, only_run, write_config
 
@@ -44,7 +44,7 @@ def test_the_student_trains_on_the_teachers_soft_targets(teacher: Path) -> None:
     student = HyperResNet(**NETWORK)
     with torch.no_grad():  # the step's own logits: train mode, batch statistics
         logits = student.train()(images)
-    soft_targets = load_teacher(teacher)(images)
+    soft_targets = Teacher(teacher)(images)
     expected = distillation_loss(logits, soft_targets, labels, temperature=2.0, weight=0.7)
     assert abs(expected - F.cross_entropy(logits, labels)) > 0.1  # the teacher makes a difference
 
@@ -61,7 +61,7 @@ def test_student_learns_from_a_teacher_checkpoint(teacher: Path, tmp_path: Path)
     student = write_config(tmp_path, embedding_dim=2)
     args = ["run", "--config", str(student), "--model.teacher", str(teacher), "--model.distill_temperature", "2"]
     assert main(args) == 0
-    checkpoint = torch.load(next(only_run(tmp_path / "runs").glob("checkpoints/last.ckpt")), weights_only=False)
+    checkpoint = torch.load(next(only_run(tmp_path / "runs").glob("checkpoints/last.ckpt")), weights_only=True)
     # The teacher trains nothing and is not saved in the student's checkpoint.
     assert not any("teacher" in key for key in checkpoint["state_dict"])
 
@@ -69,6 +69,6 @@ def test_student_learns_from_a_teacher_checkpoint(teacher: Path, tmp_path: Path)
 def test_bad_teacher_settings(tmp_path, capsys):
     config = str(write_config(tmp_path))
     assert main(["fit", "--config", config, "--model.teacher", str(tmp_path / "none.ckpt")]) == 2
-    assert "teacher checkpoint not found" in capsys.readouterr().err
+    assert f"error: --model.teacher {tmp_path / 'none.ckpt'}: no such checkpoint file" in capsys.readouterr().err
     assert main(["fit", "--config", config, "--model.distill_weight", "1.5"]) == 2
     assert "distill_weight must be in [0, 1]" in capsys.readouterr().err

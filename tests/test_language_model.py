@@ -19,7 +19,7 @@ from hyper import count_parameters
 from hyper.data import CharDataModule
 from hyper.training import BitsPerCharacter, CharLanguageModel
 from hyper.training.cli import HyperCLI, main
-from hyper.training.sampling import load_checkpoint, network_from_checkpoint
+from hyper.training.checkpoints import load_checkpoint, network_from_checkpoint
 from models import CharRNN, StaticHyperLSTM
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -232,7 +232,7 @@ def only_run(root: Path) -> Path:
 def bpc_by_hand(checkpoint: str, data: CharDataModule) -> float:
     """The test split's bits per character under ``checkpoint``'s network: windows in order, the
     state carried from each to the next, nats / ln 2 over every token."""
-    network = network_from_checkpoint(load_checkpoint(checkpoint)).eval()
+    network = network_from_checkpoint(load_checkpoint(checkpoint), source=checkpoint).eval()
     data.setup("test")
     nats, tokens, state = 0.0, 0, None
     with torch.no_grad():
@@ -252,7 +252,8 @@ def test_fit_test_from_the_checkpoint_and_sample(tmp_path: Path, capfd: pytest.C
     assert report["steps"] == 6 and report["tokens_per_s"] > 0
     assert report["best_val_bpc"] <= report["val_bpc"] + 1e-6
     best = report["best_checkpoint"]
-    assert report["tested_checkpoint"] == best and "last" not in Path(best).name  # monitored: val_bpc, min
+    assert report["tested_checkpoint"] == best and Path(best).name == "best.ckpt"  # monitored: val_bpc, min
+    assert (Path(best).parent / "last.ckpt").is_file()
     assert report["test_bpc"] == pytest.approx(bpc_by_hand(best, tiny_data(tmp_path)), rel=1e-5)
 
     # neither model nor data restated: both come from the checkpoint

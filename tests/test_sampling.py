@@ -64,8 +64,8 @@ def test_unk_is_never_drawn_and_unseen_prompt_characters_read_as_unk() -> None:
 @pytest.mark.parametrize(
     ("options", "says"),
     [
-        (dict(temperature=0.0), "temperature must be positive"),
-        (dict(temperature=-1.0), "temperature must be positive"),
+        (dict(temperature=0.0), "temperature must be a positive finite number"),
+        (dict(temperature=-1.0), "temperature must be a positive finite number"),
         (dict(length=-1), "length must be a non-negative integer"),
         (dict(prompt=""), "at least one character"),
     ],
@@ -129,8 +129,8 @@ def test_sample_notes_unseen_prompt_characters(checkpoint: Path, capfd: pytest.C
     ("args", "says"),
     [
         ([], "sample needs --ckpt_path"),
-        (["--ckpt_path", "missing.ckpt"], "no checkpoint at missing.ckpt"),
-        (["--temperature", "0"], "temperature must be positive"),
+        (["--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt: no such checkpoint file"),
+        (["--temperature", "0"], "temperature must be a positive finite number"),
         (["--length", "many"], "invalid int value"),
         (["--prompt", ""], "at least one character"),
         (["--top_k", "3"], "sample does not take --top_k"),
@@ -147,4 +147,4 @@ def test_a_checkpoint_of_another_kind_is_refused(tmp_path: Path, capfd: pytest.C
     path = tmp_path / "images.ckpt"
     torch.save({"hyper_parameters": {}, "state_dict": {}}, path)
     status, _, err = sample(capfd, "--ckpt_path", str(path))
-    assert status == 2 and "network" in err
+    assert status == 2 and "sample needs a character model" in err

@@ -30,7 +30,7 @@ def sweep(tmp_path):
     return load_sweep(tmp_path / "s.yaml")
 
 
-def fake_run(point, run_dir):
+def fake_run(point, run_dir, resume=None):
     """Deterministic stand-in for training: more capacity, more accuracy."""
     init = point.config["model"]["init_args"]
     capacity = init.get("embedding_dim") or init["source"]["init_args"]["rank"] * 3
@@ -67,7 +67,7 @@ def test_shards_partition_the_points(sweep):
 def test_interrupted_sweep_resumes_without_redoing(sweep, tmp_path):
     calls = []
 
-    def crash_after_first(point, run_dir):
+    def crash_after_first(point, run_dir, resume):
         if calls:
             raise KeyboardInterrupt
         calls.append(point.key)
@@ -79,7 +79,7 @@ def test_interrupted_sweep_resumes_without_redoing(sweep, tmp_path):
     assert [r["key"] for r in read_rows(folder)] == calls
 
     rerun = []
-    run_sweep(sweep, folder, lambda p, d: rerun.append(p.key) or fake_run(p, d), log=lambda s: None)
+    run_sweep(sweep, folder, lambda p, d, r: rerun.append(p.key) or fake_run(p, d), log=lambda s: None)
     assert calls[0] not in rerun and len(rerun) == len(sweep.points()) - 1
     assert len(read_rows(folder)) == len(sweep.points())
 
@@ -223,3 +223,21 @@ def test_smallest_size_within_a_point_of_plain():
     table = smallest_within(summarize(rows, "test_acc"))
     assert "| q | 125 | k=4 | 8.00x |" in table  # 3.9 error <= 3.0 + 1; 10.0 is not
     assert "| bad | - | - | - |" in table and "| plain | 1,000 | k=1 | 1.00x |" in table
+
+
+def test_a_rerun_takes_a_finished_report_and_clears_an_orphan_folder(sweep, tmp_path):
+    folder = tmp_path / "out"
+    first, second = sweep.points()[:2]
+    # killed after the first point's run finished, before its row was written
+    finished = folder / "runs" / first.key / "net" / "version_0"
+    finished.mkdir(parents=True)
+    (finished / "report.json").write_text(json.dumps({"status": "finished", **fake_run(first, None)}))
+    # killed before the second point's first checkpoint: a folder with nothing to keep
+    orphan = folder / "runs" / second.key / "net" / "version_0"
+    orphan.mkdir(parents=True)
+    (orphan / "metrics.csv").write_text("step\n")
+    ran = []
+    run_sweep(sweep, folder, lambda p, d, r: ran.append((p.key, d.exists(), r)) or fake_run(p, d), log=lambda s: None)
+    assert first.key not in [key for key, _, _ in ran]  # its row came from its report
+    assert (second.key, False, None) in ran  # run afresh, after its orphan folder was removed
+    assert sorted(r["key"] for r in read_rows(folder)) == sorted(p.key for p in sweep.points())

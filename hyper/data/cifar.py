@@ -10,6 +10,7 @@ The paper's split: 45,000 training and 5,000 validation images drawn (seeded) fr
 training records, and the official 10,000 test records.
 """
 import urllib.error
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from hyper.checks import check_int
 from hyper.data import download
 from hyper.data.images import InMemoryImageDataModule, TensorPairs
 
@@ -83,14 +85,7 @@ def read_records(path: Path, spec: CifarSpec) -> tuple[Tensor, Tensor]:
     Any whole number of records is accepted (small test files included); anything else is
     a truncated or foreign file and raises ValueError naming the file and the sizes.
     """
-    size = path.stat().st_size
-    if size == 0 or size % spec.record_bytes:
-        official = spec.records_per_file.get(path.name, 10_000)
-        raise ValueError(
-            f"{path} is {size:,} bytes, not a whole number of {spec.record_bytes:,}-byte "
-            f"{spec.name} records (the official file is {official:,} records = "
-            f"{official * spec.record_bytes:,} bytes); it is probably truncated: copy or download it again"
-        )
+    size = check_record_file(path, spec)
     raw = torch.from_file(str(path), shared=False, size=size, dtype=torch.uint8)
     records = raw.view(-1, spec.record_bytes)  # (N, label_bytes + 3072)
     labels = records[:, spec.label_byte].long()
@@ -101,6 +96,19 @@ def read_records(path: Path, spec: CifarSpec) -> tuple[Tensor, Tensor]:
         )
     images = records[:, spec.label_bytes :].reshape(-1, 3, 32, 32).clone()  # CHW planes as stored
     return images, labels
+
+
+def check_record_file(path: Path, spec: CifarSpec) -> int:
+    """The file's size in bytes; ValueError unless it holds a whole number of records."""
+    size = path.stat().st_size
+    if size == 0 or size % spec.record_bytes:
+        official = spec.records_per_file.get(path.name, 10_000)
+        raise ValueError(
+            f"{path} is {size:,} bytes, not a whole number of {spec.record_bytes:,}-byte "
+            f"{spec.name} records (the official file is {official:,} records = "
+            f"{official * spec.record_bytes:,} bytes); it is probably truncated: copy or download it again"
+        )
+    return size
 
 
 def read_files(folder: Path, names: tuple[str, ...], spec: CifarSpec) -> TensorPairs:
@@ -154,8 +162,7 @@ class CifarDataModule(InMemoryImageDataModule):
             augment: pad 4, random 32×32 crop and horizontal flip on training batches.
         """
         super().__init__(batch_size=batch_size, num_workers=num_workers, augment=augment)
-        if val_size < 0:
-            raise ValueError(f"val_size must be a non-negative integer, got {val_size}")
+        check_int("val_size", val_size, minimum=0)
         self.data_dir = data_dir
         self.val_size = val_size
         self.seed = seed
@@ -173,6 +180,18 @@ class CifarDataModule(InMemoryImageDataModule):
         self._download()
         if self._folder_holding(files) is None:
             raise FileNotFoundError(f"unpacked {self.spec.url}, but " + self._missing_message(files))
+
+    def check_files(self, stages: Collection[str]) -> None:
+        """Raise FileNotFoundError or ValueError now, before a run starts, unless every file the
+        ``stages`` will read is there and whole (a download still to come is not checked)."""
+        needs_test = {"test", "predict"} & set(stages)
+        needs_train = {"fit", "validate"} & set(stages)
+        files = (self.spec.train_files if needs_train else ()) + (self.spec.test_files if needs_test else ())
+        if not files or (self.download and self._folder_holding(files) is None):
+            return
+        folder = self._folder(files)
+        for name in files:
+            check_record_file(folder / name, self.spec)
 
     def setup(self, stage: str | None = None) -> None:
         self.set_pixel_stats(torch.tensor(self.spec.mean) * 255, torch.tensor(self.spec.std) * 255)

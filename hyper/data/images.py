@@ -10,7 +10,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from hyper.checks import check_int
 from hyper.data.augment import normalize, random_crop_flip
+from hyper.data.order import run_seed, resumable_loader
 
 
 class TensorPairs(Dataset):
@@ -55,14 +57,15 @@ class InMemoryImageDataModule(L.LightningDataModule):
         super().__init__()
         # Every subclass's constructor arguments go into checkpoints: `test --ckpt_path` needs nothing else.
         self.save_hyperparameters()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be a non-negative integer, got {num_workers}")
+        check_int("batch_size", batch_size)
+        check_int("num_workers", num_workers, minimum=0)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.augment = augment
         self.splits: dict[str, TensorPairs] = {}
+        # The order of training batches is a function of this seed and the epoch (kept in
+        # checkpoints, so a resumed run sees the batches the uninterrupted run would have).
+        self.shuffle_seed = run_seed()
         self.pixel_mean: Tensor | None = None
         self.pixel_std: Tensor | None = None
         self._stats_cache: dict[torch.device, tuple[Tensor, Tensor]] = {}
@@ -84,15 +87,22 @@ class InMemoryImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         if split not in self.splits:
             raise RuntimeError(f"the {split} split is not loaded; call setup() first")
-        return DataLoader(
+        return resumable_loader(
             self.splits[split],
-            batch_size=self.batch_size,
             shuffle=shuffle,
+            seed=self.shuffle_seed,
+            batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=_already_batched,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
+
+    def state_dict(self) -> dict[str, int]:
+        return {"shuffle_seed": self.shuffle_seed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.shuffle_seed = int(state_dict.get("shuffle_seed", self.shuffle_seed))
 
     # per-batch transforms ----------------------------------------------------------------
 

@@ -14,6 +14,7 @@ Formats:
 The vocabulary is built from the training split only; id 0 is ``<unk>``, which every character
 unseen in training maps to. It travels in checkpoints through ``state_dict``.
 """
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -21,6 +22,9 @@ import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+
+from hyper.checks import check_int
+from hyper.data.order import resumable_loader, run_seed
 
 Format = Literal["text", "ptb", "bytes"]
 FORMATS = get_args(Format)
@@ -85,6 +89,11 @@ def read_splits(path: str | None, *, format: str, split: tuple[float, float, flo
             f"--data.path {source} is not a file; pass a text file (or, with format='ptb', "
             f"a directory holding {', '.join(PTB_FILES.values())})"
         )
+    if format == "ptb" and source.name in PTB_FILES.values():
+        raise ValueError(
+            f"--data.path {source} is one of the three PTB files; format='ptb' reads the directory "
+            f"that holds {', '.join(PTB_FILES.values())}: pass {source.parent}"
+        )
     return split_contiguous(read_corpus_file(source, format=format), split)
 
 
@@ -102,14 +111,19 @@ def read_ptb_directory(directory: Path) -> dict[str, str]:
 
 def read_corpus_file(path: Path, *, format: str) -> str:
     """The whole file as one string: UTF-8 text, PTB decoded to text, or bytes as latin-1 characters."""
+    raw = path.read_bytes()
+    if not raw:
+        raise ValueError(f"--data.path {path} is empty; pass a corpus with text in it")
     if format == "bytes":
-        return path.read_bytes().decode("latin-1")  # byte b becomes the character chr(b)
+        return raw.decode("latin-1")  # byte b becomes the character chr(b)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
+        # from None: the file's name and the advice are the message, not the codec's own words
         raise ValueError(
-            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); use format='bytes' for raw bytes"
-        ) from err
+            f"--data.path {path} is not UTF-8 text (byte {err.start} cannot be decoded: {err.reason}); "
+            f"use --data.format bytes for raw bytes"
+        ) from None
     return decode_ptb(text, source=str(path)) if format == "ptb" else text
 
 
@@ -246,11 +260,9 @@ class CharDataModule(L.LightningDataModule):
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
         if path is None and format == "ptb":
             raise ValueError("format='ptb' needs --data.path: the directory of ptb.char.*.txt files")
-        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be a non-negative integer, got {num_workers}")
+        check_int("batch_size", batch_size)
+        check_int("seq_len", seq_len)
+        check_int("num_workers", num_workers, minimum=0)
         _check_split(tuple(split))
         self.path = path
         self.format = format
@@ -305,6 +317,13 @@ class CharDataModule(L.LightningDataModule):
 
     # splits and loaders --------------------------------------------------------------------
 
+    def check_files(self, stages: Collection[str]) -> None:
+        """Raise ValueError or FileNotFoundError now, before a run starts, unless the corpus can be
+        read and every split the ``stages`` need has enough characters for one batch."""
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in dict.fromkeys(s for stage in stages for s in needed.get(stage, ())):
+            self._windows(split, drop_last=split == "train")
+
     def setup(self, stage: str | None = None) -> None:
         # reads the corpus and builds the vocabulary; a checkpoint's vocabulary may replace it
         # afterwards (Lightning restores DataModule state after setup), so ids are made lazily
@@ -330,18 +349,28 @@ class CharDataModule(L.LightningDataModule):
             self._ids[split] = encode(self._corpus()[split], self.vocab)
         return self._ids[split]
 
-    def _loader(self, split: str, *, drop_last: bool) -> DataLoader:
+    def _windows(self, split: str, *, drop_last: bool) -> TBPTTWindows:
         ids = self._stream_ids(split)
+        where = f"the {split} split of {self.path or 'the embedded corpus'}"
         if len(ids) < 2 * self.batch_size:
             raise ValueError(
-                f"the {split} split has {len(ids):,} characters, too few for batch_size="
+                f"{where} has {len(ids):,} characters, too few for batch_size="
                 f"{self.batch_size} streams of at least 2; lower batch_size or change split"
             )
         windows = TBPTTWindows(batchify(ids, self.batch_size), seq_len=self.seq_len, drop_last=drop_last)
         if len(windows) == 0:
             raise ValueError(
-                f"the {split} split's {self.batch_size} streams hold {len(ids) // self.batch_size} "
+                f"{where}: its {self.batch_size} streams hold {len(ids) // self.batch_size} "
                 f"characters each, fewer than seq_len + 1 = {self.seq_len + 1}; lower batch_size or seq_len"
             )
-        # batch_size=None: each item already is a (B, T) batch; shuffle=False keeps streams in order
-        return DataLoader(windows, batch_size=None, shuffle=False, num_workers=self.num_workers)
+        return windows
+
+    def _loader(self, split: str, *, drop_last: bool) -> DataLoader:
+        # batch_size=None: each item already is a (B, T) batch; no shuffle keeps streams in order
+        return resumable_loader(
+            self._windows(split, drop_last=drop_last),
+            shuffle=False,
+            seed=run_seed(),
+            batch_size=None,
+            num_workers=self.num_workers,
+        )

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from hyper.checks import read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -99,22 +99,31 @@ def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sweep file not found: {path}")
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = read_yaml_mapping(path, what="sweep file")
     # Keys starting with "_" are free: a place to define YAML anchors the methods reuse.
     unknown = {key for key in spec if not key.startswith("_")} - {"base", "methods", "seeds", "overrides", "metric"}
     if unknown:
         raise ValueError(f"{path}: unknown sweep keys {sorted(unknown)}; allowed: base, methods, seeds, overrides, metric")
-    if not spec.get("methods"):
+    if not isinstance(spec.get("methods"), list) or not spec["methods"]:
         raise ValueError(f"{path}: a sweep needs a non-empty 'methods' list")
     for method in spec["methods"]:
         _check_method(path, method)
-    base_path = path.parent / spec["base"] if spec.get("base") else None
-    base = yaml.safe_load(base_path.read_text()) if base_path else {}
+    seeds = spec.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    if not isinstance(spec.get("overrides") or {}, dict):
+        raise ValueError(f"{path}: overrides must be a mapping of dotted keys to values")
+    base = {}
+    if spec.get("base"):
+        base_path = path.parent / spec["base"]
+        if not base_path.is_file():
+            raise FileNotFoundError(f"{path}: its base config {base_path} does not exist")
+        base = read_yaml_mapping(base_path, what=f"{path}: base config")
     return Sweep(
         name=path.stem,
-        base=base or {},
+        base=base,
         methods=spec["methods"],
-        seeds=list(spec.get("seeds", [0])),
+        seeds=list(seeds),
         overrides=spec.get("overrides", {}) or {},
         metric=spec.get("metric", "test_acc"),
     )
@@ -173,6 +182,9 @@ def _check_method(path: Path, method: Any) -> None:
     unknown = set(method) - {"name", "set", "vary"}
     if unknown:
         raise ValueError(f"{path}: method {method['name']!r} has unknown keys {sorted(unknown)}; allowed: name, set, vary")
+    for key in ("set", "vary"):
+        if not isinstance(method.get(key) or {}, dict):
+            raise ValueError(f"{path}: method {method['name']!r}: {key} must be a mapping of dotted keys")
     for key, values in method.get("vary", {}).items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"{path}: method {method['name']!r}: vary.{key} must be a non-empty list")

@@ -17,18 +17,14 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from hyper.training.distillation import check_distillation, distillation_loss, load_teacher, teacher_logits
+from hyper.training.distillation import Teacher, check_distillation, distillation_loss
+from hyper.training.hparams import save_hyperparameters
 from hyper.training.report import log_parameter_counts
 from hyper.training.schedules import Schedule, check_schedule, optimizers_config
 
 # Lightning's ``OptimizerCallable`` spelled out, so that the module needs no argument parser:
 # a config gives ``class_path: torch.optim.SGD`` and ``init_args`` without the parameters.
 OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
-
-try:  # set while LightningCLI instantiates a module: its hparams are then the parsed config
-    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-except ImportError:  # older Lightning: no checkpoint-rebuilds-network support
-    _given_hyperparameters = None
 
 
 class ImageClassifier(L.LightningModule):
@@ -55,6 +51,9 @@ class ImageClassifier(L.LightningModule):
         distill_weight: w, the share of the soft-target term; 1 - w goes to the labels.
     """
 
+    # The metric and mode train.py's best checkpoint follows for this module.
+    checkpoint_monitor = ("val_acc", "max")
+
     def __init__(
         self,
         *,
@@ -73,7 +72,7 @@ class ImageClassifier(L.LightningModule):
         check_schedule(schedule=schedule, milestones=milestones, gamma=gamma)
         _check_loss_options(network, label_smoothing, kernel_l2)
         check_distillation(distill_temperature, distill_weight)
-        self.save_hyperparameters(ignore=_unsaveable_outside_cli())
+        save_hyperparameters(self)
         self.network = network
         self.make_optimizer = optimizer
         self.schedule = schedule
@@ -81,27 +80,21 @@ class ImageClassifier(L.LightningModule):
         self.gamma = gamma
         self.label_smoothing = label_smoothing
         self.kernel_l2 = kernel_l2
-        self.teacher_path = teacher
+        self.teacher = Teacher(teacher) if teacher is not None else None  # loaded when fit starts
         self.distill_temperature = distill_temperature
         self.distill_weight = distill_weight
-        # Loaded for fit only, and kept outside the module tree: never optimised, never saved.
-        self._teacher: nn.Module | None = None
-
-    def set_teacher(self, teacher: nn.Module | None) -> None:
-        """Distil from ``teacher`` (frozen, in eval mode) from now on; None trains on the labels.
-
-        For callbacks that train a network and then a smaller one taught by it in the same run.
-        """
-        if teacher is not None:
-            teacher.eval().requires_grad_(False)
-        # Not nn.Module's setattr: that would register the teacher as a submodule (saved, optimised).
-        object.__setattr__(self, "_teacher", teacher)
 
     def forward(self, images: Tensor) -> Tensor:  # (B, C, H, W) -> (B, num_classes)
         return self.network(images)
 
     def check_data(self, datamodule: L.LightningDataModule) -> None:
         """Raise ValueError unless the network reads ``datamodule``'s images and predicts its classes."""
+        missing = [name for name in ("num_classes", "in_channels", "image_size") if not hasattr(datamodule, name)]
+        if missing:
+            raise ValueError(
+                f"ImageClassifier needs image data with num_classes, in_channels and image_size "
+                f"(an image DataModule), got {type(datamodule).__name__}"
+            )
         config = getattr(self.network, "config", {})
         for name in ("in_channels", "num_classes"):
             value = getattr(datamodule, name)
@@ -127,12 +120,20 @@ class ImageClassifier(L.LightningModule):
             self.train_metrics = metrics.clone(prefix="train_")
             self.val_metrics = metrics.clone(prefix="val_")
             self.test_metrics = metrics.clone(prefix="test_")
+        if stage == "fit" and self.teacher is not None:
+            self.teacher.load()  # a bad teacher checkpoint stops the run before its first step
+            _check_output_shape(self.teacher.network, datamodule, what=f"the teacher {self.teacher.checkpoint}")
+
+    def set_teacher(self, network: nn.Module | None) -> None:
+        """Distil from ``network`` (frozen, in eval mode) from now on; None trains on the labels.
+
+        For callbacks that train a network and then a smaller one taught by it in the same run.
+        """
+        self.teacher = None if network is None else Teacher(network=network).to(self.device)
 
     def on_fit_start(self) -> None:
-        if self.teacher_path is not None and self._teacher is None:
-            self.set_teacher(load_teacher(self.teacher_path))
-        if self._teacher is not None:
-            self._teacher.to(self.device)
+        if self.teacher is not None:
+            self.teacher.to(self.device)
         log_parameter_counts(self)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -160,11 +161,11 @@ class ImageClassifier(L.LightningModule):
         return optimizers_config(self)
 
     def _fit_loss(self, images: Tensor, logits: Tensor, labels: Tensor) -> Tensor:
-        if self._teacher is None:
+        if self.teacher is None:
             return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         return distillation_loss(
             logits,
-            teacher_logits(self._teacher, images),
+            self.teacher(images),
             labels,
             temperature=self.distill_temperature,
             weight=self.distill_weight,
@@ -204,19 +205,8 @@ def _check_loss_options(network: nn.Module, label_smoothing: float, kernel_l2: f
         )
 
 
-def _unsaveable_outside_cli() -> list[str]:
-    """Hyperparameters to leave out of checkpoints.
-
-    Under LightningCLI the saved hyperparameters are the parsed config (the network as
-    class_path and init_args), which is what lets ``test --ckpt_path`` rebuild the network.
-    Built in Python, the network and optimiser are objects a checkpoint must not pickle.
-    """
-    built_by_cli = _given_hyperparameters is not None and _given_hyperparameters.get() is not None
-    return [] if built_by_cli else ["network", "optimizer"]
-
-
 @torch.no_grad()
-def _check_output_shape(network: nn.Module, datamodule: L.LightningDataModule) -> None:
+def _check_output_shape(network: nn.Module, datamodule: L.LightningDataModule, *, what: str = "the network") -> None:
     size = datamodule.image_size
     height, width = (size, size) if isinstance(size, int) else size
     like = next(network.parameters())  # the network's device and dtype, wherever it is now
@@ -228,11 +218,11 @@ def _check_output_shape(network: nn.Module, datamodule: L.LightningDataModule) -
     except RuntimeError as error:
         first_line = str(error).splitlines()[0]
         data = f"{type(datamodule).__name__}'s images {tuple(images.shape)}"
-        raise ValueError(f"the network cannot read {data}: {first_line}") from None
+        raise ValueError(f"{what} cannot read {data}: {first_line}") from None
     finally:
         network.train(was_training)
     if tuple(logits.shape) != (2, datamodule.num_classes):
         raise ValueError(
-            f"the network maps images {tuple(images.shape)} to {tuple(logits.shape)}, "
+            f"{what} maps images {tuple(images.shape)} to {tuple(logits.shape)}, "
             f"but {type(datamodule).__name__} has {datamodule.num_classes} classes"
         )

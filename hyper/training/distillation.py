@@ -14,17 +14,44 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hyper.training.checkpoints import load_checkpoint, network_from_checkpoint
 
-def load_teacher(checkpoint: str | Path) -> nn.Module:
-    """The frozen network of a trained ``ImageClassifier`` checkpoint, in eval mode."""
-    from hyper.training.classification import ImageClassifier  # the module that saved it
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
-    network = ImageClassifier.load_from_checkpoint(path, map_location="cpu").network
-    network.eval().requires_grad_(False)
-    return network
+class Teacher:
+    """A trained classifier's network, frozen: a function of the images, loaded when fit starts.
+
+    Not an ``nn.Module``, so that a LightningModule holding one as an attribute does not register
+    it: the teacher is never optimised, counted or saved with the student.
+
+    Args:
+        checkpoint: a checkpoint written by train.py whose network maps the student's images to
+            the same classes.
+        network: or the teacher network itself, already in memory (trained earlier in the same
+            run, as a compression route's teacher).
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, *, network: nn.Module | None = None) -> None:
+        if (checkpoint is None) == (network is None):
+            raise ValueError("a teacher is a checkpoint or a network, exactly one of the two")
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.network = None if network is None else network.eval().requires_grad_(False)
+
+    def load(self) -> None:
+        """Read the checkpoint (weights_only) and rebuild its network, once."""
+        if self.network is None:
+            source = f"--model.teacher {self.checkpoint}"
+            saved = load_checkpoint(self.checkpoint, flag="--model.teacher")
+            self.network = network_from_checkpoint(saved, source=source).eval().requires_grad_(False)
+
+    def to(self, device: torch.device) -> Teacher:
+        self.load()
+        self.network.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Tensor:  # (B, C, H, W) -> (B, num_classes)
+        self.load()
+        return self.network(images)
 
 
 def distillation_loss(
@@ -46,8 +73,3 @@ def check_distillation(temperature: float, weight: float) -> None:
         raise ValueError(f"distill_temperature must be positive, got {temperature}")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"distill_weight must be in [0, 1], got {weight}")
-
-
-@torch.no_grad()
-def teacher_logits(teacher: nn.Module, images: Tensor) -> Tensor:
-    return teacher(images)

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 
-from hyper.training.classification import OptimizerCallable, _unsaveable_outside_cli
+from hyper.training.classification import OptimizerCallable
+from hyper.training.hparams import save_hyperparameters
 from hyper.training.report import log_parameter_counts
 from hyper.training.schedules import Schedule, check_schedule, optimizers_config
 
@@ -75,8 +76,7 @@ class CharLanguageModel(L.LightningModule):
         gamma: the ``multistep`` decay factor.
     """
 
-    # The metric and mode train.py's checkpoint callback follows for this module, in place of
-    # its default (val_acc, max), so a config need not restate them.
+    # The metric and mode train.py's best checkpoint follows for this module.
     checkpoint_monitor = ("val_bpc", "min")
 
     def __init__(
@@ -92,7 +92,7 @@ class CharLanguageModel(L.LightningModule):
         check_schedule(schedule=schedule, milestones=milestones, gamma=gamma)
         if not isinstance(getattr(network, "vocab_size", None), int):
             raise ValueError(f"network must have an integer vocab_size (a CharRNN), got {type(network).__name__}")
-        self.save_hyperparameters(ignore=_unsaveable_outside_cli())
+        save_hyperparameters(self)
         self.network = network
         self.make_optimizer = optimizer
         self.schedule = schedule
@@ -123,6 +123,11 @@ class CharLanguageModel(L.LightningModule):
             )
 
     def setup(self, stage: str) -> None:
+        if self.trainer.world_size > 1:
+            raise ValueError(
+                f"CharLanguageModel trains on one device (each process would get every other window of "
+                f"the streams, not their continuation), got {self.trainer.world_size} processes: set trainer.devices 1"
+            )
         if self.trainer.datamodule is not None:
             self.check_data(self.trainer.datamodule)
 
@@ -161,8 +166,19 @@ class CharLanguageModel(L.LightningModule):
     def configure_optimizers(self) -> Any:
         return optimizers_config(self)
 
+    # A checkpoint written mid-epoch carries the training state, so that a resumed run continues
+    # the streams where they were (its loader skips the batches already seen).
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tbptt_state"] = [s.cpu() for s in self.hidden] if self.hidden is not None else None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("tbptt_state")
+        self.hidden = tuple(state) if state is not None else None
+
     def _continue(self, tokens: Tensor) -> Tensor:
         """Logits (B, T, V) of the batch that continues the last one; keeps its final state."""
+        if self.hidden is not None and self.hidden[0].device != tokens.device:
+            self.hidden = tuple(s.to(tokens.device) for s in self.hidden)  # restored on the CPU
         logits, state = self.network(tokens, self.hidden)
         self.hidden = tuple(s.detach() for s in state)  # the values carry on, the graph stops here
         return logits

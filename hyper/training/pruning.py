@@ -31,6 +31,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelPruning
 from torch import nn
 
+from hyper.checks import check_int
+
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -55,8 +57,7 @@ class MagnitudePruning(ModelPruning):
     ) -> None:
         if not 0.0 < amount < 1.0:
             raise ValueError(f"amount must be a fraction in (0, 1), got {amount!r}")
-        if isinstance(prune_at_epoch, bool) or not isinstance(prune_at_epoch, int) or prune_at_epoch < 0:
-            raise ValueError(f"prune_at_epoch must be a non-negative integer, got {prune_at_epoch!r}")
+        check_int("prune_at_epoch", prune_at_epoch, minimum=0)
         if scope not in ("layer", "global"):
             raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         self.prune_at_epoch = prune_at_epoch

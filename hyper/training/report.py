@@ -109,12 +109,17 @@ def _format_value(value: Any) -> str:
 
 
 class RunReport(Callback):
-    """Report a run at the end of fit and of test: a table on stdout and JSON in the log directory.
+    """Report a run: a table on stdout at the end of fit and of test, and ``report.json`` in the run folder.
 
     The fit part: the network (``describe_network`` of the module's ``network``), every ``val_*``
     metric of the last validation and the best value of the checkpoint's monitor, epochs,
     steps, wall time and training throughput (examples per second of training, validation
     time excluded). The test part adds every ``test_*`` metric and the tested checkpoint.
+
+    ``report.json`` also says how the run stands: ``status`` is ``running`` from the start of fit
+    (with the epochs and steps of the last checkpoint), then ``finished``, ``failed`` (with the
+    error) or ``interrupted``; a run killed outright stays ``running``. Its counters travel in
+    checkpoints, so a resumed run reports the whole run (epochs, steps, fit time, throughput).
 
     Args:
         unit: what one training example is called in the throughput key (``images_per_s``).
@@ -135,14 +140,49 @@ class RunReport(Callback):
         self.filename = filename
         self.row: dict[str, Any] = {}
         self._clock: dict[str, float] = {}
+        self._earlier = dict(EMPTY_TOTALS)  # what earlier sessions of a resumed run spent
+        self._log_dir: str | None = None
         self._finished = False
         self._batch: torch.Tensor | None = None
+
+    # what travels in checkpoints -------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._totals()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._earlier = {key: state_dict.get(key, value) for key, value in EMPTY_TOTALS.items()}
+
+    def _totals(self) -> dict[str, Any]:
+        """The whole run's fit time, validation time, examples and batches up to now."""
+        if "fit" not in self._clock:
+            return dict(self._earlier)
+        now = time.perf_counter()
+        validating = now - self._clock["validation_start"] if "validation_start" in self._clock else 0.0
+        return {
+            "fit_time_s": self._earlier["fit_time_s"] + now - self._clock["fit"],
+            "validation_time_s": self._earlier["validation_time_s"] + self._clock["validation"] + validating,
+            "examples": self._earlier["examples"] + self._examples,
+            "batches": self._earlier["batches"] + self._batches,
+            "sessions": self._earlier["sessions"] + 1,
+        }
+
+    # fit ---------------------------------------------------------------------------------------
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Asked here, where every rank runs: trainer.log_dir is a broadcast, which a hook that
+        # runs on one rank only (on_exception) must not call.
+        self._log_dir = trainer.log_dir
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._clock = {"fit": _now(pl_module), "validation": 0.0}
         # What the run set out to compress: a callback may swap the network for a smaller one.
         self._reference = count_parameters(pl_module.network).plain_equivalent
         self._examples = self._batches = 0
+        self.row = {"status": "running", **self._describe(trainer, pl_module)}
+        if trainer.ckpt_path:
+            self.row["resumed_from"] = str(trainer.ckpt_path)
+        self._write(trainer, self.row)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         inputs = batch[0]
@@ -157,20 +197,30 @@ class RunReport(Callback):
         if "validation_start" in self._clock:
             self._clock["validation"] += _now(pl_module) - self._clock.pop("validation_start")
 
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # the progress a resume would start from, for a run that is killed before it ends
+        self._write(trainer, {**self.row, "epochs": trainer.current_epoch, "steps": trainer.global_step})
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        wall = _now(pl_module) - self._clock.pop("fit")
-        train_time = max(wall - self._clock["validation"], 1e-9)
+        totals = self._totals()
+        self._clock.pop("fit")
+        train_time = max(totals["fit_time_s"] - totals["validation_time_s"], 1e-9)
         self.row.update(self._describe(trainer, pl_module))
         self.row.update(_metrics(trainer, "val_"))
         self.row.update(_best(trainer))
         self.row.update({
-            "epochs": _epochs(self._batches, trainer),
+            "status": "finished",
+            "epochs": _epochs(totals["batches"], trainer),
             "steps": trainer.global_step,
             "seed": _seed(),
-            "fit_time_s": wall,
-            f"{self.unit}_per_s": self._examples / train_time,
+            "fit_time_s": totals["fit_time_s"],
+            f"{self.unit}_per_s": totals["examples"] / train_time,
         })
+        if totals["sessions"] > 1:
+            self.row["sessions"] = totals["sessions"]  # fit was resumed: the figures are the whole run's
         self._finished = True
+
+    # test ----------------------------------------------------------------------------------
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._clock["test"] = _now(pl_module)
@@ -188,7 +238,7 @@ class RunReport(Callback):
         # Described again: the tested network is what counts (quantised at test, made smaller mid-fit).
         self.row.update(self._describe(trainer, pl_module))
         self.row.update(_metrics(trainer, "test_"))
-        self.row.update({"test_time_s": test_time, "tested_checkpoint": trainer.ckpt_path})
+        self.row.update({"status": "finished", "test_time_s": test_time, "tested_checkpoint": trainer.ckpt_path})
         if self._batch is not None:
             self.row.update(latency(pl_module.network, self._batch))
         self._finished = True
@@ -198,19 +248,31 @@ class RunReport(Callback):
         # with a finished report.
         if self._finished:
             self._finished = False
-            self._emit(trainer)
+            path = self._write(trainer, self.row)
+            if trainer.is_global_zero:
+                print(format_report({**self.row, "report": str(path) if path else None}), flush=True)
 
-    def _emit(self, trainer: L.Trainer) -> None:
-        log_dir = trainer.log_dir  # every rank must ask: it is broadcast from rank 0
-        if not trainer.is_global_zero:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self.row.get("status") != "running":
             return
-        path = None if log_dir is None else Path(log_dir) / self.filename
-        if path is not None:
+        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        error = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
+        self._write(trainer, {**self.row, "status": status, "error": error}, create=False)
+
+    def _write(self, trainer: L.Trainer, row: dict[str, Any], *, create: bool = True) -> Path | None:
+        """Write ``row`` to the report file, whole or not at all; its path (None without a log dir)."""
+        if self._log_dir is None:
+            return None
+        path = Path(self._log_dir) / self.filename
+        if trainer.is_global_zero and (create or path.parent.is_dir()):
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_suffix(".tmp")  # readers never see half a report
-            temporary.write_text(json.dumps(jsonable(self.row), indent=2) + "\n")
+            temporary.write_text(json.dumps(jsonable(row), indent=2) + "\n")
             os.replace(temporary, path)
-        print(format_report({**self.row, "report": str(path) if path else None}), flush=True)
+        return path
+
+
+EMPTY_TOTALS = {"fit_time_s": 0.0, "validation_time_s": 0.0, "examples": 0, "batches": 0, "sessions": 0}
 
 
 @torch.no_grad()
@@ -235,6 +297,7 @@ def _pruning(trainer: L.Trainer) -> bool:
 
 
 def _now(pl_module: L.LightningModule) -> float:
+    """perf_counter, after the device's queued work (the phases' times are then the device's)."""
     if pl_module.device.type == "cuda":  # queued kernels belong to the phase that launched them
         torch.cuda.synchronize(pl_module.device)
     return time.perf_counter()

@@ -12,16 +12,17 @@ never ``<unk>``. Draws use a CPU generator, so a seed gives the same text on any
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from jsonargparse import ArgumentParser
 from torch import Tensor, nn
 
+from hyper.checks import check_int
 from hyper.data.text import UNK_ID, CharDataModule, encode
+from hyper.training.checkpoints import load_checkpoint, network_from_checkpoint
 
 DATA_STATE_KEY = CharDataModule.__qualname__  # where Lightning keeps a DataModule's state_dict
 
@@ -89,10 +90,9 @@ def _draw(logits: Tensor, temperature: float, generator: torch.Generator | None)
 def _check_sampling(*, prompt_length: int, length: int, temperature: float) -> None:
     if prompt_length < 1:
         raise ValueError("the prompt must have at least one character")
-    if length < 0:
-        raise ValueError(f"length must be a non-negative integer, got {length}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    check_int("length", length, minimum=0)
+    if not 0 < temperature < math.inf:  # NaN fails both
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
 
 
 # the command -------------------------------------------------------------------------------
@@ -103,7 +103,9 @@ def sample_command(args: Sequence[str]) -> None:
     options = _parse(args)
     _check_sampling(prompt_length=len(options.prompt), length=options.length, temperature=options.temperature)
     checkpoint = load_checkpoint(options.ckpt_path)
-    network, data = network_from_checkpoint(checkpoint), data_from_checkpoint(checkpoint)
+    source = f"--ckpt_path {options.ckpt_path}"
+    data = data_from_checkpoint(checkpoint, source=source)  # first: a checkpoint of another kind is refused cheaply
+    network = network_from_checkpoint(checkpoint, source=source)
     unseen = sorted({c for c in options.prompt if (data.encode(c) == UNK_ID).any()})
     if unseen:
         print(f"note: prompt characters not in the vocabulary, read as <unk>: {''.join(unseen)!r}", file=sys.stderr)
@@ -133,36 +135,12 @@ def _parse(args: Sequence[str]) -> argparse.Namespace:
     return options
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A Lightning checkpoint's contents (on the CPU); FileNotFoundError in the user's terms."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def network_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
-    """The module's ``network``, rebuilt from the saved config and loaded with its weights."""
-    config = checkpoint.get("hyper_parameters", {}).get("network")
-    if not isinstance(config, dict) or "class_path" not in config:
-        raise ValueError(
-            "the checkpoint does not say how to build its network (hyper_parameters.network); "
-            "train with train.py, or build the network in Python and call sample_text"
-        )
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--network", type=nn.Module)
-    network = parser.instantiate_classes(parser.parse_object({"network": config})).network
-    prefix = "network."
-    weights = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    network.load_state_dict(weights)
-    return network
-
-
-def data_from_checkpoint(checkpoint: dict[str, Any]) -> CharDataModule:
+def data_from_checkpoint(checkpoint: dict[str, Any], *, source: str) -> CharDataModule:
     """A CharDataModule holding the checkpoint's vocabulary (its corpus is never read)."""
     state = checkpoint.get(DATA_STATE_KEY)
     if state is None:
         raise ValueError(
-            "the checkpoint holds no vocabulary (no CharDataModule state): sample needs a character model"
+            f"{source} holds no vocabulary (no CharDataModule state): sample needs a character model's checkpoint"
         )
     saved = checkpoint.get("datamodule_hyper_parameters", {})
     data = CharDataModule(path=saved.get("path"), format=state.get("format", "text"))

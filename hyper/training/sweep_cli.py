@@ -4,7 +4,9 @@
     python train.py plot results/digits [--metric test_acc] [--x params|bytes|both] [--out curve.png]
 
 Every point of a sweep is a train.py config run in this process through the same code as a
-single run (``run_config``); its report row is appended to the results file as it finishes.
+single run (``hyper_cli.run_config``); its report row is appended to the results file as it
+finishes. Every point is built and checked before the first one runs, so a sweep with a bad
+point stops before it trains anything.
 """
 
 from __future__ import annotations
@@ -19,40 +21,60 @@ from hyper.sweeps import finish, load_sweep, parse_shard, read_rows, run_sweep, 
 from hyper.sweeps.summary import smallest_within
 from hyper.sweeps.grid import Point, set_path
 from hyper.sweeps.plot import default_axes, plot_curves
+from hyper.training.errors import USER_ERRORS, one_line
+from hyper.training.folders import check_output_folder
+from hyper.training.hyper_cli import check_config, run_config
 
 
-def run_point(point: Point, run_dir: Path) -> dict[str, Any]:
-    """Train and test one point in ``run_dir``; its report row."""
-    from hyper.training.cli import run_config  # Lightning and the CLI only when a point runs
-
+def point_config(point: Point, run_dir: Path) -> dict[str, Any]:
+    """The train.py config a point runs: its seed, and its run folder under the sweep's."""
     config = copy.deepcopy(point.config)
     config["seed_everything"] = point.seed
     set_path(config, "trainer.default_root_dir", str(run_dir))
-    return run_config(config)
+    return config
 
 
-def sweep_command(args: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="train.py sweep", description="Run a sweep: every point trained and tested, results appended.")
-    parser.add_argument("--config", required=True, help="a sweep file (configs/sweeps/NAME.yaml)")
+def run_point(point: Point, run_dir: Path, resume: Path | None) -> dict[str, Any]:
+    """Train and test one point in ``run_dir`` (resumed from ``resume``); its report row."""
+    return run_config(point_config(point, run_dir), ckpt_path=resume)
+
+
+def check_point(point: Point, run_dir: Path) -> None:
+    """Build and check one point (its files included) without running it; one line naming it."""
+    try:
+        check_config(point_config(point, run_dir))
+    except USER_ERRORS as error:
+        raise ValueError(f"sweep point {point.label}: {one_line(error)}") from None
+
+
+def sweep_command(args: Sequence[str], *, config_dir: Path = Path("configs")) -> None:
+    parser = argparse.ArgumentParser(
+        prog="train.py sweep", description="Run a sweep: every point trained and tested, results appended.",
+        exit_on_error=False,
+    )
+    parser.add_argument("--config", help="a sweep file (configs/sweeps/NAME.yaml)")
     parser.add_argument("--shard", help="run shard i of n (1-based), e.g. 2/4; shards' results merge")
     parser.add_argument("--out", help="results folder (default: results/NAME)")
-    options = parser.parse_args(args)
-    sweep = load_sweep(options.config)
+    options = _parse(parser, args, required={"config": "--config SWEEP.yaml"})
+    sweep = load_sweep(_sweep_file(options.config, config_dir))
     shard_spec = parse_shard(options.shard) if options.shard else None
     folder = Path(options.out or Path("results") / sweep.name)
-    run_sweep(sweep, folder, run_point, shard_spec)
+    check_output_folder(folder, flag="sweep --out" if options.out else "the results folder")
+    run_sweep(sweep, folder, run_point, shard_spec, check_point=check_point)
     finish(sweep.name, folder, sweep.metric)
 
 
-def plot_command(args: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="train.py plot", description="Redraw a sweep's curve and table from its results.")
-    parser.add_argument("results", help="a results folder or one results*.jsonl file")
+def plot_command(args: Sequence[str], *, config_dir: Path = Path("configs")) -> None:
+    parser = argparse.ArgumentParser(
+        prog="train.py plot", description="Redraw a sweep's curve and table from its results.", exit_on_error=False
+    )
+    parser.add_argument("results", nargs="?", help="a results folder or one results*.jsonl file")
     parser.add_argument("--metric", default="test_acc", help="the metric to plot (test_acc, test_bpc, ...)")
     parser.add_argument("--x", choices=("params", "bytes", "both"), default="both",
                         help="compression axis: parameters, bytes, or both side by side (default; "
                         "params only for results without byte counts)")
     parser.add_argument("--out", help="the PNG to write (default: beside the results)")
-    options = parser.parse_args(args)
+    options = _parse(parser, args, required={"results": "a results folder (results/NAME)"})
     source = Path(options.results)
     entries = summarize(read_rows(source), options.metric)
     if not entries:
@@ -63,8 +85,29 @@ def plot_command(args: Sequence[str]) -> None:
         print(f"\n{within}")
     folder = source if source.is_dir() else source.parent
     png = Path(options.out) if options.out else folder / f"{folder.name}.png"
+    check_output_folder(png.parent, flag="plot --out")
     axes = default_axes(entries) if options.x == "both" else (options.x,)
     print(f"plot: {plot_curves(entries, options.metric, png, title=folder.name, axes=axes)}")
+
+
+def _parse(parser: argparse.ArgumentParser, args: Sequence[str], required: dict[str, str]) -> argparse.Namespace:
+    """Options, or ValueError in one line (argparse would print its usage and exit)."""
+    try:
+        options, unknown = parser.parse_known_args(args)
+    except argparse.ArgumentError as error:
+        raise ValueError(f"{parser.prog}: {error}") from None
+    if unknown:
+        raise ValueError(f"{parser.prog} does not take {' '.join(unknown)} (see {parser.prog} --help)")
+    missing = [shown for name, shown in required.items() if getattr(options, name) is None]
+    if missing:
+        raise ValueError(f"{parser.prog} needs {' and '.join(missing)}")
+    return options
+
+
+def _sweep_file(name: str, config_dir: Path) -> Path:
+    """``name`` as given, else under the repository (``configs/sweeps/x.yaml`` from anywhere)."""
+    given = Path(name)
+    return next((p for p in (given, config_dir.parent / given) if p.is_file()), given)
 
 
 COMMANDS = {"sweep": sweep_command, "plot": plot_command}
