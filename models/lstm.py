@@ -19,9 +19,12 @@ Gates are stacked in nn.LSTM's order (i, f, g, o). The +1 on the forget gate is 
 (``forget_bias``), as in the HyperNetworks authors' code; it keeps early memory open without
 being normalised away by LN. Recurrent and input matrices are initialised orthogonal per gate.
 
-Speed: W_x x_t + b for the whole sequence is one matmul before the time loop; inside it, one
-matmul per step gives all four gates. TorchScript and torch.compile were measured on CPU and
-gave no consistent gain or a loss (see benchmarks/lstm_step_time.py), so the loop is eager.
+Speed: a layer's whole sequence is one autograd operation with a hand-written backward
+(``models.lstm_scan``; the step's arithmetic is ``models.lstm_update``): W_x x_t + b for every
+step is one matmul before the time loop, inside it one matmul per step gives all four gates,
+and the weight gradients are one matmul each after the backward loop. torch.compile of the
+update measured ~20% faster forward and slower backward (its call overhead is of the order of
+the arithmetic at these sizes), so the loops are eager.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.lstm_scan import Norms, lstm_layer_scan
 
 State = tuple[Tensor, ...]
 Device = torch.device | str | None
@@ -54,10 +59,11 @@ def orthogonal_per_gate_(weight: Tensor, num_gates: int = NUM_GATES) -> Tensor:
 
 
 class LSTMUpdate(nn.Module):
-    """Gate pre-activations and c_{t-1} → (h_t, c_t), with optional layer norm.
+    """The layer-norm parameters of the update from gate pre-activations and c_{t-1} to (h_t, c_t)
+    (``models.lstm_update`` has the equations and runs them).
 
-    Shared by every LSTM-shaped cell here (LN-LSTM, the hyper LSTM and the HyperLSTM's main
-    cell), so that they differ only in how they compute the pre-activations y.
+    Shared by every LSTM-shaped cell here (LN-LSTM, plain LSTM, the HyperLSTM's main and hyper
+    cells), so that they differ only in how they compute the pre-activations.
 
     Args:
         hidden_size: H, units per gate.
@@ -77,29 +83,15 @@ class LSTMUpdate(nn.Module):
             self.gate_bias = nn.Parameter(torch.zeros(NUM_GATES, hidden_size))
             self.cell_norm = nn.LayerNorm(hidden_size)
 
-    def forward(self, y: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        y = y.unflatten(-1, (NUM_GATES, self.hidden_size))  # (B, 4, H)
-        if self.layer_norm:
-            y = F.layer_norm(y, (self.hidden_size,)) * self.gate_weight + self.gate_bias
-        i, f, g, o = y.unbind(-2)  # (B, H) each
-        c = torch.sigmoid(f + self.forget_bias) * c + torch.sigmoid(i) * torch.tanh(g)
-        c_out = self.cell_norm(c) if self.layer_norm else c
-        return torch.sigmoid(o) * torch.tanh(c_out), c
+    @property
+    def eps(self) -> float:
+        return self.cell_norm.eps if self.layer_norm else 1e-5
 
-
-def lstm_scan(
-    xw: Tensor, h: Tensor, c: Tensor, weight_h: Tensor, update: LSTMUpdate
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Run the recurrence over precomputed input projections.
-
-    xw (B, T, 4H) holds W_x x_t + b for every step; h, c (B, H). Returns (B, T, H), h_T, c_T.
-    """
-    weight_h_t, outputs = weight_h.t(), []
-    for xw_t in xw.unbind(1):
-        y = torch.addmm(xw_t, h, weight_h_t)  # (B, 4H): all four gates in one matmul
-        h, c = update(y, c)
-        outputs.append(h)
-    return torch.stack(outputs, 1), h, c
+    def norms(self) -> Norms:
+        """Gate gain and bias (4, H), cell gain and bias (H,); Nones without layer norm."""
+        if not self.layer_norm:
+            return Norms(None, None, None, None)
+        return Norms(self.gate_weight, self.gate_bias, self.cell_norm.weight, self.cell_norm.bias)
 
 
 class LSTMLayer(nn.Module):
@@ -131,9 +123,11 @@ class LSTMLayer(nn.Module):
 
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
-        xw = F.linear(x, self.weight_x, self.bias)  # (B, T, 4H): every step's input in one matmul
-        output, h, c = lstm_scan(xw, h, c, self.weight_h, self.update)
-        return output, (h, c)
+        output, h, c = lstm_layer_scan(
+            x.transpose(0, 1), self.weight_x, self.bias, h, c, self.weight_h, *self.update.norms(),
+            forget_bias=self.update.forget_bias, eps=self.update.eps,
+        )
+        return output.transpose(0, 1), (h, c)  # (B, T, H)
 
 
 class RecurrentStack(nn.Module):
