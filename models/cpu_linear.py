@@ -34,6 +34,10 @@ def onednn_usable(*tensors: Tensor) -> bool:
     )
 
 
+def _dense(m: Tensor) -> Tensor:
+    return m if m.is_contiguous() or m.t().is_contiguous() else m.contiguous()
+
+
 def _refused() -> None:
     global _broken
     _broken = True
@@ -73,6 +77,9 @@ class StepLinear:
 def matmul_nt(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     """a (M, K) @ b (N, K).T (+ bias (N,)) → (M, N), through oneDNN when it can (no autograd)."""
     if onednn_usable(a, b):
+        # oneDNN takes row-major matrices and their transposes; other strides (a slice of
+        # columns) sent it to a reference kernel hundreds of times slower
+        a, b = _dense(a), _dense(b)
         try:
             return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
         except RuntimeError:

@@ -43,8 +43,8 @@ exactly the LN-LSTM. ``layer_norm=False`` gives the paper's HyperLSTM without LN
 Speed: each layer runs as one autograd operation with a hand-written backward
 (``models.hyper_lstm_scan``). W_x x_t and the hyper LSTM's x_t-part of x̂_t are projected for
 the whole sequence before the loop (d_x multiplies W_x x_t elementwise, so it can be applied
-per step afterwards); per step one matmul of [h_{t-1}; ĥ_{t-1}] feeds the hyper LSTM, one
-gives z_h, z_x, z_b, one batched matmul all the scaling vectors and the bias, one W_h h_{t-1}.
+per step afterwards); per step one matmul of h_{t-1} gives W_h h and the hyper LSTM's h-part, one of ĥ_{t-1} the rest
+of its gates, one gives z_h, z_x, z_b, one batched matmul all the scaling vectors and the bias.
 """
 
 from __future__ import annotations
@@ -136,9 +136,9 @@ class HyperLSTMLayer(LSTMLayer):
             weight_x=self.weight_x,
             hyper_weight_x=self.hyper.weight_x[:, :columns].contiguous(),
             hyper_bias=self.hyper.bias,
-            weight_h=self.weight_h,
-            # [h_{t-1}; ĥ_{t-1}] feeds the hyper LSTM in one matmul
-            hyper_weight_rec=torch.cat([self.hyper.weight_x[:, columns:], self.hyper.weight_h], 1),
+            # h_{t-1} feeds the main gates and the hyper LSTM: one matmul
+            weight_from_h=torch.cat([self.weight_h, self.hyper.weight_x[:, columns:]]),
+            hyper_weight_h=self.hyper.weight_h,
             # z_h, z_x, z_b in one matmul; z_b has no bias
             weight_z=torch.cat([self.to_z.weight, self.to_z_b.weight]),
             bias_z=F.pad(self.to_z.bias, (0, NUM_GATES * self.embedding_dim)),

@@ -2,19 +2,21 @@
 
 The equations are in ``models.hyper_lstm``. Per step t the forward pass runs
 
-    ŷ_t        = [h_{t-1}; ĥ_{t-1}] · [W_ĥx,h | W_ĥh]ᵀ + (W_ĥx,x x_t + b̂)     one matmul
+    [W_h h_{t-1}; W_ĥx,h h_{t-1}]                                         one matmul
+    ŷ_t        = W_ĥx,h h_{t-1} + W_ĥh ĥ_{t-1} + (W_ĥx,x x_t + b̂)         one matmul
     ĥ_t, ĉ_t   = the hyper LSTM's update of ŷ_t                               (models.lstm_update)
     z_t        = ĥ_t W_zᵀ + b_z               z_h, z_x, z_b of all gates: 3·4·N_z, one matmul
     d_t        = z_t · W_dz  per (kind, gate), + b_0 on the bias kind      one batched matmul
-    y_t        = d_b + d_h ⊙ W_h h_{t-1} + d_x ⊙ W_x x_t                   W_h h: one matmul
+    y_t        = d_b + d_h ⊙ W_h h_{t-1} + d_x ⊙ W_x x_t
     h_t, c_t   = the main LSTM's update of y_t
 
 with W_x x_t and the hyper LSTM's x_t-part projected for the whole sequence before the loop.
 d_t is held gate-major, (kind·gate, B, H), the layout the batched matmul gives.
 
 The backward pass carries ∂L/∂h, ∂L/∂c, ∂L/∂ĥ, ∂L/∂ĉ through the steps in reverse. Per step it
-costs the two updates' backward, four matmuls (into ĥ through z, into h and ĥ through ŷ, into
-h through W_h h) and two batched ones (into z, and W_dz's gradient). The other weights'
+costs the two updates' backward, three matmuls (into ĥ through z, into h through both of its
+uses at once, into ĥ through ŷ) and three batched ones (d_h, d_x again from z, into z, and
+W_dz's gradient). The other weights'
 gradients are products over all steps at once after the loop, as in ``models.lstm_scan``.
 """
 
@@ -48,8 +50,8 @@ class HyperTensors(NamedTuple):
     weight_x: Tensor  # (4H, I) W_x; no bias (the main bias is b_0 + W_bz z_b)
     hyper_weight_x: Tensor  # (4Ĥ, I) the hyper LSTM's columns for x_t
     hyper_bias: Tensor  # (4Ĥ,)
-    weight_h: Tensor  # (4H, H)
-    hyper_weight_rec: Tensor  # (4Ĥ, H + Ĥ) the hyper LSTM's columns for h_{t-1}, then its W_h
+    weight_from_h: Tensor  # (4H + 4Ĥ, H) W_h, then the hyper LSTM's columns for h_{t-1}
+    hyper_weight_h: Tensor  # (4Ĥ, Ĥ) the hyper LSTM's W_h
     weight_z: Tensor  # (12 N_z, Ĥ) W_ĥh, W_ĥx, W_ĥb
     bias_z: Tensor  # (12 N_z,) b_ĥh, b_ĥx, 0
     weight_dz: Tensor  # (12, N_z, H) W_hz, W_xz, W_bz per gate, transposed
@@ -103,11 +105,9 @@ def hyper_lstm_layer_scan(
 def _update_weights(
     weights: HyperTensors, main_norms: Norms, hyper_norms: Norms, forget_bias: float, eps: float
 ) -> tuple[UpdateWeights, UpdateWeights]:
-    hidden, hyper_size = weights.weight_h.shape[1], weights.hyper_weight_rec.shape[0] // 4
-    main = update_weights(**main_norms._asdict(), forget_bias=forget_bias, hidden_size=hidden, eps=eps, like=weights.weight_h)
-    hyper = update_weights(
-        **hyper_norms._asdict(), forget_bias=forget_bias, hidden_size=hyper_size, eps=eps, like=weights.weight_h
-    )
+    hidden, hyper_size, like = weights.weight_from_h.shape[1], weights.hyper_weight_h.shape[1], weights.bias
+    main = update_weights(**main_norms._asdict(), forget_bias=forget_bias, hidden_size=hidden, eps=eps, like=like)
+    hyper = update_weights(**hyper_norms._asdict(), forget_bias=forget_bias, hidden_size=hyper_size, eps=eps, like=like)
     return main, hyper
 
 
@@ -132,7 +132,7 @@ def _forward(
     flat_x = x.flatten(0, 1)
     xw = matmul_nt(flat_x, ws.weight_x).view(steps, batch, 4 * hidden)  # W_x x_t, every step at once
     hyper_xw = matmul_nt(flat_x, ws.hyper_weight_x, ws.hyper_bias).view(steps, batch, 4 * hyper_size)
-    main_rec, hyper_rec = StepLinear(ws.weight_h, batch), StepLinear(ws.hyper_weight_rec, batch)
+    from_h, hyper_rec = StepLinear(ws.weight_from_h, batch), StepLinear(ws.hyper_weight_h, batch)
     to_z = StepLinear(ws.weight_z, batch, ws.bias_z)
     d_bias = ws.bias.new_zeros(KINDS_GATES, 1, hidden)  # (12, 1, H): b_0 on the bias kind only
     d_bias[2 * 4 :, 0] = ws.bias.view(4, hidden)
@@ -140,13 +140,13 @@ def _forward(
     saved = _saved_buffers(steps, batch, hidden, hyper_size, ws, main_w, xw) if save else None
     hyper_output = saved.hyper_output if save else x.new_empty(steps, batch, hyper_size)
     for t in range(steps):
-        hyper_y = hyper_rec(torch.cat([h, h_hat], 1), add=hyper_xw[t]).view(batch, 4, hyper_size)
+        wh, hyper_y = from_h(h).split([4 * hidden, 4 * hyper_size], 1)  # W_h h, W_ĥx,h h: (B, 4H), (B, 4Ĥ)
+        hyper_y = hyper_rec(h_hat, add=hyper_y.add_(hyper_xw[t])).view(batch, 4, hyper_size)
         hyper_out, main_out = (None, None) if saved is None else (saved.hyper.step(t), saved.main.step(t))
         h_hat, c_hat = update_forward(hyper_y, c_hat, hyper_w, out=hyper_out, h_out=hyper_output[t])
         z = to_z(h_hat)  # (B, 12 N_z)
         d = torch.baddbmm(d_bias, z.view(batch, KINDS_GATES, -1).transpose(0, 1), ws.weight_dz)  # (12, B, H)
         d_h, d_x, d_b = d.view(3, 4, batch, hidden)
-        wh = main_rec(h)  # (B, 4H)
         y = torch.addcmul(torch.addcmul(d_b, d_h, _gate_major(wh)), d_x, _gate_major(xw[t]))  # (4, B, H)
         step_mask = None if mask is None else mask[t]
         h, c = update_forward(y.transpose(0, 1), c, main_w, step_mask, out=main_out, h_out=output[t])
@@ -203,17 +203,18 @@ class _Backward:
     def __init__(self, ctx, ws: HyperTensors, saved: _Saved, d_output: Tensor) -> None:
         self.ws, self.saved, self.main_w, self.hyper_w = ws, saved, ctx.main_w, ctx.hyper_w
         steps, batch, hidden = d_output.shape
-        hyper_size, n_z = ws.hyper_weight_rec.shape[0] // 4, ws.weight_dz.shape[1]
+        hyper_size, n_z = ws.hyper_weight_h.shape[1], ws.weight_dz.shape[1]
         self.main_grads, self.hyper_grads = UpdateGrads(self.main_w, batch), UpdateGrads(self.hyper_w, batch)
-        # per step: ∂L/∂(W_x x_t), ∂L/∂ŷ_t, ∂L/∂(W_h h_{t-1}), ∂L/∂z_t
+        # per step: ∂L/∂(W_x x_t), [∂L/∂(W_h h_{t-1}), ∂L/∂ŷ_t] side by side, ∂L/∂z_t
         self.d_xw = workspace.take((steps, batch, 4 * hidden), d_output)
-        self.d_hyper_y = workspace.take((steps, batch, 4 * hyper_size), d_output)
-        self.d_wh = workspace.take((steps, batch, 4 * hidden), d_output)
+        self.d_from_h = workspace.take((steps, batch, 4 * hidden + 4 * hyper_size), d_output)
+        self.d_wh, self.d_hyper_y = self.d_from_h.split([4 * hidden, 4 * hyper_size], -1)
         self.d_z = workspace.take((steps, batch, KINDS_GATES * n_z), d_output)
         self.d_weight_dz = torch.zeros_like(ws.weight_dz)  # (12, N_z, H)
         self.d_bias = d_output.new_zeros(batch, 4, hidden)
-        self.main_rec_t = StepLinear(ws.weight_h.t(), batch)
-        self.hyper_rec_t = StepLinear(ws.hyper_weight_rec.t(), batch)
+        self.from_h_t = StepLinear(ws.weight_from_h.t(), batch)
+        self.hyper_rec_t = StepLinear(ws.hyper_weight_h.t(), batch)
+        self.dd = d_output.new_empty(3, 4, batch, hidden)  # ∂L/∂d of one step
         self.to_z_t = StepLinear(ws.weight_z.t(), batch)
         self.weight_dz_t = ws.weight_dz.transpose(1, 2)  # (12, H, N_z)
 
@@ -229,43 +230,44 @@ class _Backward:
         d_scales = torch.bmm(z[:, :8].transpose(0, 1), self.ws.weight_dz[:8]).view(2, 4, batch, hidden)
         torch.mul(dy, d_scales[0].transpose(0, 1), out=self.d_wh[t].view(batch, 4, hidden))
         torch.mul(dy, d_scales[1].transpose(0, 1), out=self.d_xw[t].view(batch, 4, hidden))
-        dy_g = dy.transpose(0, 1)  # (4, B, H)
-        dd = torch.stack([dy_g * _gate_major(saved.wh[t]), dy_g * _gate_major(saved.xw[t]), dy_g])  # ∂L/∂d
+        dy_g, dd = dy.transpose(0, 1), self.dd  # (4, B, H); ∂L/∂d = ∂L/∂y ⊙ (W_h h, W_x x, 1)
+        torch.mul(dy_g, _gate_major(saved.wh[t]), out=dd[0])
+        torch.mul(dy_g, _gate_major(saved.xw[t]), out=dd[1])
+        dd[2].copy_(dy_g)
         dd = dd.view(KINDS_GATES, batch, hidden)
         self.d_weight_dz.baddbmm_(z.permute(1, 2, 0), dd)  # Σ_b z ⊗ ∂L/∂d per (kind, gate)
         self.d_z[t].view(batch, KINDS_GATES, -1).copy_(torch.bmm(dd, self.weight_dz_t).transpose(0, 1))
         d_h_hat = self.to_z_t(self.d_z[t], add=d_h_hat)  # ∂L/∂ĥ_t: through z_t, and from step t + 1
         d_hyper_y, d_c_hat = update_backward(d_h_hat, d_c_hat, saved.hyper.step(t), self.hyper_w, self.hyper_grads)
         self.d_hyper_y[t] = d_hyper_y.view(batch, -1)
-        d_rec = self.hyper_rec_t(self.d_hyper_y[t])  # (B, H + Ĥ): into h_{t-1} and ĥ_{t-1}
-        d_h = self.main_rec_t(self.d_wh[t], add=d_rec[:, :hidden])
-        return d_h, d_c, d_rec[:, hidden:], d_c_hat
+        d_h = self.from_h_t(self.d_from_h[t])  # into h_{t-1} through W_h h and through ŷ
+        return d_h, d_c, self.hyper_rec_t(d_hyper_y.view(batch, -1)), d_c_hat
 
     def weight_grads(self, x, h0, h_hat0, output, needed) -> tuple[Tensor | None, ...]:
         """∂L/∂x and ∂L/∂ of each ``HyperTensors`` field, summed over all steps."""
         ws, hyper_output = self.ws, self.saved.hyper_output
+        d_hyper_y = workspace.take(self.d_hyper_y.shape, self.d_hyper_y).copy_(self.d_hyper_y)  # contiguous
         d_x, d_weight_x, _ = _input_grads((needed[0], needed[5], False), self.d_xw, x, ws.weight_x)
-        d_x_hyper, d_hyper_weight_x, d_hyper_bias = _input_grads(needed[:1] + needed[6:8], self.d_hyper_y, x, ws.hyper_weight_x)
+        d_x_hyper, d_hyper_weight_x, d_hyper_bias = _input_grads(needed[:1] + needed[6:8], d_hyper_y, x, ws.hyper_weight_x)
         if d_x is not None:
             d_x = d_x + d_x_hyper
-        d_hyper_rec = torch.cat(
-            [_recurrent_weight_grad(self.d_hyper_y, h0, output), _recurrent_weight_grad(self.d_hyper_y, h_hat0, hyper_output)], 1
-        )
         flat_d_z = self.d_z.flatten(0, 1)
         d_weight_z = matmul_nt(hyper_output.flatten(0, 1).t().contiguous(), flat_d_z.t()).t()  # Σ ∂L/∂z_tᵀ ĥ_t
-        return (
+        grads = (
             d_x,
             d_weight_x,
             d_hyper_weight_x,
             d_hyper_bias,
-            _recurrent_weight_grad(self.d_wh, h0, output),
-            d_hyper_rec,
+            _recurrent_weight_grad(self.d_from_h, h0, output),
+            _recurrent_weight_grad(d_hyper_y, h_hat0, hyper_output),
             d_weight_z,
             flat_d_z.sum(0),
             self.d_weight_dz,
             self.d_bias.sum(0).flatten(),
         )
+        workspace.give(d_hyper_y)
+        return grads
 
     def release(self) -> None:
         """Give the per-step gradient buffers back to the workspace."""
-        workspace.give(self.d_xw, self.d_hyper_y, self.d_wh, self.d_z)
+        workspace.give(self.d_xw, self.d_from_h, self.d_z)
