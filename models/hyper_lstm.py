@@ -72,6 +72,8 @@ class HyperLSTMLayer(LSTMLayer):
         hyper: False fixes d_h = d_x = 1 and b = b_0 (an LN-LSTM layer, no hyper parameters).
         layer_norm: layer norm in the main and the hyper LSTM.
         forget_bias: constant added to the forget gates.
+        recurrent_dropout: probability of dropping each unit of the main cell's tanh(g_t) in
+            training (the hyper LSTM's is not dropped, as in the authors' code by default).
     """
 
     def __init__(
@@ -84,9 +86,10 @@ class HyperLSTMLayer(LSTMLayer):
         hyper: bool = True,
         layer_norm: bool = True,
         forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         norm = dict(layer_norm=layer_norm, forget_bias=forget_bias)
-        super().__init__(input_size=input_size, hidden_size=hidden_size, **norm)
+        super().__init__(input_size=input_size, hidden_size=hidden_size, recurrent_dropout=recurrent_dropout, **norm)
         check_positive("hyper_size", hyper_size)
         check_positive("embedding_dim", embedding_dim)
         self.hyper_size = hyper_size
@@ -124,7 +127,7 @@ class HyperLSTMLayer(LSTMLayer):
             return super().forward(x, state)
         output, state = hyper_lstm_layer_scan(
             x.transpose(0, 1), state, self.scan_tensors(), self.update.norms(), self.hyper.update.norms(),
-            forget_bias=self.update.forget_bias, eps=self.update.eps,
+            forget_bias=self.update.forget_bias, eps=self.update.eps, mask=self.dropout_mask(x),
         )
         return output.transpose(0, 1), state  # (B, T, H)
 
@@ -161,6 +164,8 @@ class HyperLSTM(RecurrentStack):
             with ``layer_norm=False``).
         layer_norm: layer norm in the main and hyper LSTMs.
         forget_bias: constant added to the forget gates.
+        recurrent_dropout: probability of dropping each unit of the main cells' tanh(g_t) in
+            training.
     """
 
     def __init__(
@@ -174,6 +179,7 @@ class HyperLSTM(RecurrentStack):
         hyper: bool = True,
         layer_norm: bool = True,
         forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_positive("num_layers", num_layers)
@@ -187,6 +193,7 @@ class HyperLSTM(RecurrentStack):
                 hyper=hyper,
                 layer_norm=layer_norm,
                 forget_bias=forget_bias,
+                recurrent_dropout=recurrent_dropout,
             )
             for n in sizes
         )

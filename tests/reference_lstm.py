@@ -13,14 +13,14 @@ def layer_norm(v, weight, bias, eps=1e-5):
     return (v - mean) / torch.sqrt(var + eps) * weight + bias
 
 
-def lstm_update(pre_gates, c, update, mask=None, forget_bias=1.0):
-    """pre_gates: [i, f, g, o] each (B, n); ``update`` an LSTMUpdate (its LN parameters)."""
+def lstm_update(pre_gates, c, update, mask=None):
+    """pre_gates: [i, f, g, o] each (B, n); ``update`` an LSTMUpdate (LN parameters, forget bias)."""
     if update.layer_norm:
         w, b = update.gate_weight, update.gate_bias
         pre_gates = [layer_norm(p, w[k], b[k]) for k, p in enumerate(pre_gates)]
     i, f, g, o = pre_gates
     g = torch.tanh(g) if mask is None else torch.tanh(g) * mask
-    c = torch.sigmoid(f + forget_bias) * c + torch.sigmoid(i) * g
+    c = torch.sigmoid(f + update.forget_bias) * c + torch.sigmoid(i) * g
     c_out = layer_norm(c, update.cell_norm.weight, update.cell_norm.bias) if update.layer_norm else c
     return torch.sigmoid(o) * torch.tanh(c_out), c
 
