@@ -8,8 +8,9 @@ evaluation loop starts over at window 0. Gradient clipping is the Trainer's own
 (``trainer.gradient_clip_val``). The loss is cross-entropy in nats; the metric is bits per
 character, token-weighted over a whole loop (evaluation's last window is shorter).
 
-One device only: under DDP each rank would be handed every other window of the streams, so the
-state carried from one batch to the next would not be that batch's past.
+Several devices (DDP): ``hyper.data.CharDataModule`` gives each rank its own contiguous streams
+(batch_size per device), so each rank carries its own state exactly as one device does; the
+gradients are averaged as usual and the bits per character are summed over the ranks' tokens.
 """
 
 from __future__ import annotations
