@@ -40,8 +40,14 @@ def to_cost(metric: str, value: float) -> float:
     return 100.0 * (1.0 - value) if metric.endswith("acc") else value
 
 
-def summarize(rows: list[dict[str, Any]], metric: str) -> list[Entry]:
-    """Average the rows that share method and knobs; rows without the metric are left out."""
+def summarize(rows: list[dict[str, Any]], metric: str, compare_to: str | None = None) -> list[Entry]:
+    """Average the rows that share method and knobs; rows without the metric are left out.
+
+    ``compare_to``: a method whose network's parameter count every row's compression is
+    measured against (that count ÷ the row's trainable parameters) instead of the row's own
+    plain-equivalent, so that smaller networks share the axis with compressed ones.
+    """
+    reference = _reference_params(rows, compare_to) if compare_to else None
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         if row.get(metric) is not None:
@@ -54,12 +60,21 @@ def summarize(rows: list[dict[str, Any]], metric: str) -> list[Entry]:
             method=method,
             knobs=json.loads(knobs),
             trainable=group[0]["trainable_params"],
-            compression_ratio=group[0]["compression_ratio"],
+            compression_ratio=(
+                group[0]["compression_ratio"] if reference is None else reference / group[0]["trainable_params"]
+            ),
             cost=statistics.fmean(costs),
             cost_std=statistics.stdev(costs) if len(costs) > 1 else 0.0,
             seeds=len(group),
         ))
     return sorted(entries, key=lambda e: (e.method, e.compression_ratio))
+
+
+def _reference_params(rows: list[dict[str, Any]], method: str) -> int:
+    counts = {row["plain_equivalent_params"] for row in rows if row["method"] == method}
+    if not counts:
+        raise ValueError(f"compare_to: method {method!r} has no finished point to compare with")
+    return max(counts)
 
 
 def pareto_front(entries: list[Entry]) -> list[Entry]:
