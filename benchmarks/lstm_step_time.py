@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.char_model import CharRNN
-from timing import paired_ratio  # benchmarks/timing.py, beside this script
 
 HIDDEN, HYPER_SIZE, EMBEDDING_DIM = 256, 128, 16
 TARGETS = {"HyperLSTM": 2.5, "LN-LSTM": 1.25}
@@ -127,6 +126,15 @@ def interleaved(runs: dict[str, Callable[[], None]], rounds: int, warmup: int, c
     return times
 
 
+def paired_iqr(times: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float]:
+    """p25 and p75 of the per-round ratios name / baseline (inclusive quartiles: within the data)."""
+    ratios = [t / b for t, b in zip(times[name], times[baseline])]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    quartiles = statistics.quantiles(ratios, n=4, method="inclusive")
+    return quartiles[0], quartiles[2]
+
+
 def verdict(low: float, high: float, target: float) -> str:
     if high <= target:
         return "met"
@@ -141,7 +149,7 @@ def report(times: dict[str, list[float]], built: dict[str, nn.Module]) -> str:
     lines = [header]
     for name, seconds in times.items():
         median = statistics.median(seconds)
-        _, low, high = paired_ratio(times, name, BASELINE)
+        low, high = paired_iqr(times, name, BASELINE)
         target = TARGETS.get(name)
         goal = f"≤ {target}: {verdict(low, high, target)}" if target else ""
         lines.append(

@@ -125,3 +125,23 @@ def test_bits_per_character_is_a_cost_lower_is_better() -> None:
     (summary,) = summarize(rows, "test_bpc")
     assert summary.cost == pytest.approx(2.1) and summary.cost_std == pytest.approx(0.1414, abs=1e-4)
     assert "| test_bpc |" in summary_table([summary], "test_bpc") and "2.10 ± 0.14" in summary_table([summary], "test_bpc")
+
+
+def test_paper_claim_preset_compares_equal_units_and_matched_parameters(tmp_path: Path) -> None:
+    sweep = load_sweep(CONFIGS / "sweeps" / "shakespeare_paper_claim.yaml")
+    points = sweep.points()
+    assert len(points) == 9 and sweep.seeds == [0, 1, 2]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(chr(33 + i) for i in range(65)) * 40)  # tinyshakespeare's 65 characters
+    counts = {}
+    for point in points[::3]:  # one seed of each model
+        path = tmp_path / "point.yaml"
+        path.write_text(yaml.safe_dump(shrunk(point.config, corpus)))
+        network = HyperCLI(args=["--config", str(path)], run=False).model.network
+        assert network.config["recurrent_dropout"] == 0.1
+        counts[point.method] = (network.core.hidden_size, sum(p.numel() for p in network.parameters()))
+    assert counts["HyperLSTM"] == (256, 657_474)
+    assert counts["LN-LSTM equal units"][0] == 256  # equal units: HyperLSTM has more parameters
+    assert abs(counts["LN-LSTM matched parameters"][1] - 657_474) / 657_474 < 0.005
+    report = run_point(replace(points[0], config=shrunk(points[0].config, corpus)), tmp_path / "run")
+    assert report["test_bpc"] > 0
