@@ -16,8 +16,8 @@ d_t is held gate-major, (kind·gate, B, H), the layout the batched matmul gives.
 The backward pass carries ∂L/∂h, ∂L/∂c, ∂L/∂ĥ, ∂L/∂ĉ through the steps in reverse. Per step it
 costs the two updates' backward, three matmuls (into ĥ through z, into h through both of its
 uses at once, into ĥ through ŷ) and three batched ones (d_h, d_x again from z, into z, and
-W_dz's gradient). The other weights'
-gradients are products over all steps at once after the loop, as in ``models.lstm_scan``.
+W_dz's gradient). The other weights' gradients are products over all steps at once after the
+loop, as in ``models.lstm_scan``.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _forward(
     d_bias = ws.bias.new_zeros(KINDS_GATES, 1, hidden)  # (12, 1, H): b_0 on the bias kind only
     d_bias[2 * 4 :, 0] = ws.bias.view(4, hidden)
     output = x.new_empty(steps, batch, hidden)
-    saved = _saved_buffers(steps, batch, hidden, hyper_size, ws, main_w, xw) if save else None
+    saved = _saved_buffers(steps, batch, hidden, hyper_size, ws, main_w.layer_norm, xw) if save else None
     hyper_output = saved.hyper_output if save else x.new_empty(steps, batch, hyper_size)
     for t in range(steps):
         wh, hyper_y = from_h(h).split([4 * hidden, 4 * hyper_size], 1)  # W_h h, W_ĥx,h h: (B, 4H), (B, 4Ĥ)
@@ -157,15 +157,17 @@ def _forward(
     return output, (h, c.clone(), h_hat.clone(), c_hat.clone()), saved
 
 
-def _saved_buffers(steps, batch, hidden, hyper_size, ws: HyperTensors, main_w: UpdateWeights, xw: Tensor) -> _Saved:
-    like = xw
+def _saved_buffers(
+    steps: int, batch: int, hidden: int, hyper_size: int, ws: HyperTensors, layer_norm: bool, xw: Tensor
+) -> _Saved:
+    """Pooled sequence buffers (``models.workspace``); W_x x is the forward's own."""
     return _Saved(
-        hyper=saved_buffers(steps, batch, hyper_size, layer_norm=main_w.layer_norm, like=like),
-        main=saved_buffers(steps, batch, hidden, layer_norm=main_w.layer_norm, like=like),
-        z=workspace.take((steps, batch, ws.weight_z.shape[0]), like),
-        wh=workspace.take((steps, batch, 4 * hidden), like),
+        hyper=saved_buffers(steps, batch, hyper_size, layer_norm=layer_norm, like=xw),
+        main=saved_buffers(steps, batch, hidden, layer_norm=layer_norm, like=xw),
+        z=workspace.take((steps, batch, ws.weight_z.shape[0]), xw),
+        wh=workspace.take((steps, batch, 4 * hidden), xw),
         xw=xw,
-        hyper_output=workspace.take((steps, batch, hyper_size), like),
+        hyper_output=workspace.take((steps, batch, hyper_size), xw),
     )
 
 
