@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from models.hyper_lstm import HyperLSTM
-from models.lstm import LSTM, LNLSTM, State, check_positive
+from models.lstm import LSTM, LNLSTM, State, check_dropout, check_positive
 from models.lstm_stack import StaticHyperLSTM
 
 CORES = ("lstm", "ln_lstm", "hyper_lstm", "static_hyper_lstm")
@@ -27,6 +27,7 @@ def build_core(
     num_layers: int = 1,
     hyper_size: int = 128,
     hyper_embedding_dim: int = 16,
+    recurrent_dropout: float = 0.0,
 ) -> nn.Module:
     """A recurrent core by name; ``hyper_*`` are used by "hyper_lstm" only.
 
@@ -38,14 +39,19 @@ def build_core(
         hyper_size: units of the HyperLSTM's hyper LSTM.
         hyper_embedding_dim: N_z: the HyperLSTM's embedding size per gate, or the static
             hypernetwork's embedding size per tile.
+        recurrent_dropout: dropout on the cell update tanh(g_t) in training (Semeniuta et al.
+            2016); "lstm", "ln_lstm" and "hyper_lstm" only.
     """
     sizes = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+    dropout = dict(recurrent_dropout=recurrent_dropout)
     if name == "lstm":
-        return LSTM(**sizes)
+        return LSTM(**sizes, **dropout)
     if name == "ln_lstm":
-        return LNLSTM(**sizes)
+        return LNLSTM(**sizes, **dropout)
     if name == "hyper_lstm":
-        return HyperLSTM(**sizes, hyper_size=hyper_size, embedding_dim=hyper_embedding_dim)
+        return HyperLSTM(**sizes, hyper_size=hyper_size, embedding_dim=hyper_embedding_dim, **dropout)
+    if name == "static_hyper_lstm" and recurrent_dropout:
+        raise ValueError("recurrent_dropout is not available for static_hyper_lstm; use 0")
     if name == "static_hyper_lstm":
         # The paper's 16-wide tiles where the sizes allow, else the largest tile that fits both.
         tile = math.gcd(16, input_size, hidden_size)
@@ -69,6 +75,9 @@ class CharRNN(nn.Module):
         hyper_embedding_dim: HyperLSTM only: N_z, its embedding size per gate.
         dropout: dropout on the character embeddings and on the core's output (not inside the
             recurrence), 0 for none.
+        recurrent_dropout: dropout inside the recurrence, on the cell update tanh(g_t) of every
+            step (Semeniuta et al. 2016), 0 for none; for a core built by name ("lstm",
+            "ln_lstm", "hyper_lstm"). A built core brings its own.
     """
 
     def __init__(
@@ -82,13 +91,16 @@ class CharRNN(nn.Module):
         hyper_size: int = 128,
         hyper_embedding_dim: int = 16,
         dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_positive("vocab_size", vocab_size)
         check_positive("embedding_size", embedding_size)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_dropout("dropout", dropout)
+        check_dropout("recurrent_dropout", recurrent_dropout)
         core_name = core if isinstance(core, str) else type(core).__name__
+        if isinstance(core, nn.Module) and recurrent_dropout:
+            raise ValueError("recurrent_dropout applies to a core built by name; set it on the built core instead")
         if not isinstance(core, nn.Module):
             core = build_core(
                 core,
@@ -97,12 +109,14 @@ class CharRNN(nn.Module):
                 num_layers=num_layers,
                 hyper_size=hyper_size,
                 hyper_embedding_dim=hyper_embedding_dim,
+                recurrent_dropout=recurrent_dropout,
             )
         self.vocab_size = vocab_size
         # What a report or a run's name shows of this model (the core by class when it was built).
         self.config = dict(
             vocab_size=vocab_size, core=core_name, hidden_size=core.hidden_size,
             num_layers=getattr(core, "num_layers", num_layers), embedding_size=core.input_size, dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
         )
         self.embedding = nn.Embedding(vocab_size, core.input_size)
         self.dropout = nn.Dropout(dropout)

@@ -40,32 +40,24 @@ Where this departs from the paper's equations, and why:
 ``LSTMLayer`` (same parameters and names; a state dict of ``LNLSTM`` loads into it), i.e.
 exactly the LN-LSTM. ``layer_norm=False`` gives the paper's HyperLSTM without LN.
 
-Speed: W_x x_t and the hyper LSTM's x_t-part of x̂_t are projected for the whole sequence
-before the loop (d_x multiplies W_x x_t elementwise, so it can be applied per step afterwards);
-per step one matmul of h_{t-1} gives both the main gates W_h h and the hyper LSTM's h-part.
+Speed: each layer runs as one autograd operation with a hand-written backward
+(``models.hyper_lstm_scan``). W_x x_t and the hyper LSTM's x_t-part of x̂_t are projected for
+the whole sequence before the loop (d_x multiplies W_x x_t elementwise, so it can be applied
+per step afterwards); per step one matmul of h_{t-1} gives W_h h and the hyper LSTM's h-part, one of ĥ_{t-1} the rest
+of its gates, one gives z_h, z_x, z_b, one batched matmul all the scaling vectors and the bias.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from models.hyper_lstm_scan import HyperTensors, hyper_lstm_layer_scan
 from models.lstm import NUM_GATES, LSTMLayer, RecurrentStack, State, check_positive
 
-# Einops axes: b batch, k kind of embedding (h, x, b), g gate (i, f, g, o), z embedding, h unit.
-KINDS = 3
-
-
-class _StepWeights(NamedTuple):
-    from_h: Tensor
-    hyper_h: Tensor
-    to_z: Tensor
-    z_bias: Tensor
-    dz: Tensor
+# Einops axes: k kind of embedding (h, x, b), g gate (i, f, g, o), z embedding, h unit.
 
 
 class HyperLSTMLayer(LSTMLayer):
@@ -80,6 +72,8 @@ class HyperLSTMLayer(LSTMLayer):
         hyper: False fixes d_h = d_x = 1 and b = b_0 (an LN-LSTM layer, no hyper parameters).
         layer_norm: layer norm in the main and the hyper LSTM.
         forget_bias: constant added to the forget gates.
+        recurrent_dropout: probability of dropping each unit of the main cell's tanh(g_t) in
+            training (the hyper LSTM's is not dropped, as in the authors' code by default).
     """
 
     def __init__(
@@ -92,9 +86,10 @@ class HyperLSTMLayer(LSTMLayer):
         hyper: bool = True,
         layer_norm: bool = True,
         forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         norm = dict(layer_norm=layer_norm, forget_bias=forget_bias)
-        super().__init__(input_size=input_size, hidden_size=hidden_size, **norm)
+        super().__init__(input_size=input_size, hidden_size=hidden_size, recurrent_dropout=recurrent_dropout, **norm)
         check_positive("hyper_size", hyper_size)
         check_positive("embedding_dim", embedding_dim)
         self.hyper_size = hyper_size
@@ -130,46 +125,29 @@ class HyperLSTMLayer(LSTMLayer):
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         if not self.use_hyper:
             return super().forward(x, state)
-        xw = F.linear(x, self.weight_x)  # (B, T, 4H): W_x x_t, scaled by d_x per step below
-        hyper_xw = F.linear(x, self.hyper.weight_x[:, : self.input_size], self.hyper.bias)  # (B, T, 4Ĥ)
-        weights = self._step_weights()
-        outputs = []
-        for xw_t, hyper_xw_t in zip(xw.unbind(1), hyper_xw.unbind(1)):
-            state = self._step(xw_t, hyper_xw_t, state, weights)
-            outputs.append(state[0])
-        return torch.stack(outputs, 1), state
-
-    def _step_weights(self) -> _StepWeights:
-        """Weights rearranged once per sequence so that each step needs fewer, larger matmuls."""
-        return _StepWeights(
-            # h_{t-1} feeds the main gates (W_h) and the hyper LSTM (x̂_t's h-part): one matmul.
-            from_h=torch.cat([self.weight_h, self.hyper.weight_x[:, self.input_size :]]).t(),  # (H, 4H+4Ĥ)
-            hyper_h=self.hyper.weight_h.t(),  # (Ĥ, 4Ĥ)
-            # z_h, z_x, z_b in one matmul; z_b has no bias.
-            to_z=torch.cat([self.to_z.weight, self.to_z_b.weight]).t(),  # (Ĥ, 3·4·N_z)
-            z_bias=F.pad(self.to_z.bias, (0, NUM_GATES * self.embedding_dim)),  # (3·4·N_z,)
-            dz=torch.stack([self.weight_hz, self.weight_xz, self.weight_bz]),  # (3, 4, H, N_z)
+        output, state = hyper_lstm_layer_scan(
+            x.transpose(0, 1), state, self.scan_tensors(), self.update.norms(), self.hyper.update.norms(),
+            forget_bias=self.update.forget_bias, eps=self.update.eps, mask=self.dropout_mask(x),
         )
+        return output.transpose(0, 1), state  # (B, T, H)
 
-    def _step(self, xw_t: Tensor, hyper_xw_t: Tensor, state: State, w: _StepWeights) -> State:
-        h, c, h_hat, c_hat = state
-        wh_h, hyper_from_h = (h @ w.from_h).split(  # (B, 4H), (B, 4Ĥ)
-            [NUM_GATES * self.hidden_size, NUM_GATES * self.hyper_size], dim=-1
+    def scan_tensors(self) -> HyperTensors:
+        """The parameters rearranged once per sequence so that each step needs fewer, larger
+        matmuls (autograd takes the gradients back through the rearrangement)."""
+        columns = self.input_size  # the hyper LSTM's weight_x: columns for x_t, then for h_{t-1}
+        return HyperTensors(
+            weight_x=self.weight_x,
+            hyper_weight_x=self.hyper.weight_x[:, :columns].contiguous(),
+            hyper_bias=self.hyper.bias,
+            # h_{t-1} feeds the main gates and the hyper LSTM: one matmul
+            weight_from_h=torch.cat([self.weight_h, self.hyper.weight_x[:, columns:]]),
+            hyper_weight_h=self.hyper.weight_h,
+            # z_h, z_x, z_b in one matmul; z_b has no bias
+            weight_z=torch.cat([self.to_z.weight, self.to_z_b.weight]),
+            bias_z=F.pad(self.to_z.bias, (0, NUM_GATES * self.embedding_dim)),
+            weight_dz=rearrange([self.weight_hz, self.weight_xz, self.weight_bz], "k g h z -> (k g) z h"),
+            bias=self.bias,
         )
-        hyper_y = torch.addmm(hyper_xw_t + hyper_from_h, h_hat, w.hyper_h)  # (B, 4Ĥ)
-        h_hat, c_hat = self.hyper.update(hyper_y, c_hat)
-        d_h, d_x, b = self._scales_and_bias(h_hat, w)
-        y = torch.addcmul(torch.addcmul(b, d_h, wh_h), d_x, xw_t)  # (B, 4H): d_h⊙W_h h + d_x⊙W_x x + b
-        h, c = self.update(y, c)
-        return h, c, h_hat, c_hat
-
-    def _scales_and_bias(self, h_hat: Tensor, w: _StepWeights) -> tuple[Tensor, Tensor, Tensor]:
-        """ĥ_t (B, Ĥ) → d_h, d_x, b, each (B, 4H) with gates stacked like the pre-activations."""
-        z = torch.addmm(w.z_bias, h_hat, w.to_z)  # (B, 3·4·N_z): z_h, z_x, z_b
-        z = rearrange(z, "b (k g z) -> b k g z", k=KINDS, g=NUM_GATES)
-        d = torch.einsum("bkgz,kghz->kbgh", z, w.dz)  # (3, B, 4, H)
-        d_h, d_x, b_z = rearrange(d, "k b g h -> k b (g h)")
-        return d_h, d_x, b_z + self.bias
 
 
 class HyperLSTM(RecurrentStack):
@@ -186,6 +164,8 @@ class HyperLSTM(RecurrentStack):
             with ``layer_norm=False``).
         layer_norm: layer norm in the main and hyper LSTMs.
         forget_bias: constant added to the forget gates.
+        recurrent_dropout: probability of dropping each unit of the main cells' tanh(g_t) in
+            training.
     """
 
     def __init__(
@@ -199,6 +179,7 @@ class HyperLSTM(RecurrentStack):
         hyper: bool = True,
         layer_norm: bool = True,
         forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_positive("num_layers", num_layers)
@@ -212,6 +193,7 @@ class HyperLSTM(RecurrentStack):
                 hyper=hyper,
                 layer_norm=layer_norm,
                 forget_bias=forget_bias,
+                recurrent_dropout=recurrent_dropout,
             )
             for n in sizes
         )

@@ -15,13 +15,21 @@ LN-LSTM (Ba, Kiros & Hinton 2016; the paper's LN variant), per gate y ∈ {i, f,
     c_t = σ(f_t + 1) ⊙ c_{t-1} + σ(i_t) ⊙ tanh(g_t)
     h_t = σ(o_t) ⊙ tanh(LN(c_t))
 
+Recurrent dropout (``recurrent_dropout=p``, Semeniuta, Mikolajczyk & Barth 2016, "Recurrent
+Dropout without Memory Loss"; the HyperNetworks paper trains with it): in training, tanh(g_t)
+is multiplied by a fresh mask of Bernoulli(1 − p)/(1 − p) per step, unit and example, so the
+cell update is dropped but the memory c_{t-1} is not. Evaluation is unaffected by the setting.
+
 Gates are stacked in nn.LSTM's order (i, f, g, o). The +1 on the forget gate is a constant
 (``forget_bias``), as in the HyperNetworks authors' code; it keeps early memory open without
 being normalised away by LN. Recurrent and input matrices are initialised orthogonal per gate.
 
-Speed: W_x x_t + b for the whole sequence is one matmul before the time loop; inside it, one
-matmul per step gives all four gates. TorchScript and torch.compile were measured on CPU and
-gave no consistent gain or a loss (see benchmarks/lstm_step_time.py), so the loop is eager.
+Speed: a layer's whole sequence is one autograd operation with a hand-written backward
+(``models.lstm_scan``; the step's arithmetic is ``models.lstm_update``): W_x x_t + b for every
+step is one matmul before the time loop, inside it one matmul per step gives all four gates,
+and the weight gradients are one matmul each after the backward loop. torch.compile of the
+update measured ~20% faster forward and slower backward (its call overhead is of the order of
+the arithmetic at these sizes), so the loops are eager.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.lstm_scan import Norms, lstm_layer_scan
 
 State = tuple[Tensor, ...]
 Device = torch.device | str | None
@@ -38,6 +48,16 @@ NUM_GATES = 4  # i, f, g, o
 def check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_dropout(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def dropout_mask(p: float, steps: int, batch: int, hidden: int, like: Tensor) -> Tensor:
+    """(T, B, H) recurrent-dropout mask: Bernoulli(1 − p) / (1 − p), from torch's global RNG."""
+    return torch.empty(steps, batch, hidden, device=like.device, dtype=like.dtype).bernoulli_(1 - p).div_(1 - p)
 
 
 def detach_state(state: State) -> State:
@@ -54,10 +74,11 @@ def orthogonal_per_gate_(weight: Tensor, num_gates: int = NUM_GATES) -> Tensor:
 
 
 class LSTMUpdate(nn.Module):
-    """Gate pre-activations and c_{t-1} → (h_t, c_t), with optional layer norm.
+    """The layer-norm parameters of the update from gate pre-activations and c_{t-1} to (h_t, c_t)
+    (``models.lstm_update`` has the equations and runs them).
 
-    Shared by every LSTM-shaped cell here (LN-LSTM, the hyper LSTM and the HyperLSTM's main
-    cell), so that they differ only in how they compute the pre-activations y.
+    Shared by every LSTM-shaped cell here (LN-LSTM, plain LSTM, the HyperLSTM's main and hyper
+    cells), so that they differ only in how they compute the pre-activations.
 
     Args:
         hidden_size: H, units per gate.
@@ -77,29 +98,15 @@ class LSTMUpdate(nn.Module):
             self.gate_bias = nn.Parameter(torch.zeros(NUM_GATES, hidden_size))
             self.cell_norm = nn.LayerNorm(hidden_size)
 
-    def forward(self, y: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        y = y.unflatten(-1, (NUM_GATES, self.hidden_size))  # (B, 4, H)
-        if self.layer_norm:
-            y = F.layer_norm(y, (self.hidden_size,)) * self.gate_weight + self.gate_bias
-        i, f, g, o = y.unbind(-2)  # (B, H) each
-        c = torch.sigmoid(f + self.forget_bias) * c + torch.sigmoid(i) * torch.tanh(g)
-        c_out = self.cell_norm(c) if self.layer_norm else c
-        return torch.sigmoid(o) * torch.tanh(c_out), c
+    @property
+    def eps(self) -> float:
+        return self.cell_norm.eps if self.layer_norm else 1e-5
 
-
-def lstm_scan(
-    xw: Tensor, h: Tensor, c: Tensor, weight_h: Tensor, update: LSTMUpdate
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Run the recurrence over precomputed input projections.
-
-    xw (B, T, 4H) holds W_x x_t + b for every step; h, c (B, H). Returns (B, T, H), h_T, c_T.
-    """
-    weight_h_t, outputs = weight_h.t(), []
-    for xw_t in xw.unbind(1):
-        y = torch.addmm(xw_t, h, weight_h_t)  # (B, 4H): all four gates in one matmul
-        h, c = update(y, c)
-        outputs.append(h)
-    return torch.stack(outputs, 1), h, c
+    def norms(self) -> Norms:
+        """Gate gain and bias (4, H), cell gain and bias (H,); Nones without layer norm."""
+        if not self.layer_norm:
+            return Norms(None, None, None, None)
+        return Norms(self.gate_weight, self.gate_bias, self.cell_norm.weight, self.cell_norm.bias)
 
 
 class LSTMLayer(nn.Module):
@@ -110,15 +117,24 @@ class LSTMLayer(nn.Module):
         hidden_size: H.
         layer_norm: the LN-LSTM (True) or a plain LSTM written the same way (False).
         forget_bias: constant added to the forget gate.
+        recurrent_dropout: probability of dropping each unit of tanh(g_t) in training.
     """
 
     def __init__(
-        self, *, input_size: int, hidden_size: int, layer_norm: bool = True, forget_bias: float = 1.0
+        self,
+        *,
+        input_size: int,
+        hidden_size: int,
+        layer_norm: bool = True,
+        forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_positive("input_size", input_size)
+        check_dropout("recurrent_dropout", recurrent_dropout)
         self.input_size = input_size
         self.hidden_size = hidden_size
+        self.recurrent_dropout = float(recurrent_dropout)
         self.update = LSTMUpdate(hidden_size=hidden_size, layer_norm=layer_norm, forget_bias=forget_bias)
         gates = NUM_GATES * hidden_size
         self.weight_x = nn.Parameter(orthogonal_per_gate_(torch.empty(gates, input_size)))  # (4H, I)
@@ -129,11 +145,19 @@ class LSTMLayer(nn.Module):
     def state_sizes(self) -> tuple[int, ...]:
         return (self.hidden_size, self.hidden_size)
 
+    def dropout_mask(self, x: Tensor) -> Tensor | None:
+        """The (T, B, H) recurrent-dropout mask for x (B, T, ·); None in evaluation or with p = 0."""
+        if not (self.training and self.recurrent_dropout):
+            return None
+        return dropout_mask(self.recurrent_dropout, x.shape[1], x.shape[0], self.hidden_size, x)
+
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
-        xw = F.linear(x, self.weight_x, self.bias)  # (B, T, 4H): every step's input in one matmul
-        output, h, c = lstm_scan(xw, h, c, self.weight_h, self.update)
-        return output, (h, c)
+        output, h, c = lstm_layer_scan(
+            x.transpose(0, 1), self.weight_x, self.bias, h, c, self.weight_h, *self.update.norms(),
+            forget_bias=self.update.forget_bias, eps=self.update.eps, mask=self.dropout_mask(x),
+        )
+        return output.transpose(0, 1), (h, c)  # (B, T, H)
 
 
 class RecurrentStack(nn.Module):
@@ -183,16 +207,26 @@ class LNLSTM(RecurrentStack):
         hidden_size: units per layer.
         num_layers: stacked layers; layer l > 0 reads layer l-1's output.
         forget_bias: constant added to the forget gate.
+        recurrent_dropout: probability of dropping each unit of tanh(g_t) in training.
     """
 
     def __init__(
-        self, *, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0
+        self,
+        *,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_positive("num_layers", num_layers)
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
         self.layers = nn.ModuleList(
-            LSTMLayer(input_size=n, hidden_size=hidden_size, layer_norm=True, forget_bias=forget_bias)
+            LSTMLayer(
+                input_size=n, hidden_size=hidden_size, layer_norm=True, forget_bias=forget_bias,
+                recurrent_dropout=recurrent_dropout,
+            )
             for n in sizes
         )
 
@@ -204,19 +238,33 @@ class LSTM(nn.Module):
     1) so that comparisons are between architectures, not initialisations. The forget bias
     here is the learnable bias_ih's forget slice rather than a constant.
 
+    nn.LSTM cannot drop the cell update: with ``recurrent_dropout`` > 0, training runs the same
+    parameters through the fused plain-LSTM loop of ``models.lstm_scan`` (tested equal to
+    nn.LSTM without the mask; it runs at about the LN-LSTM's speed). Evaluation always runs
+    nn.LSTM.
+
     Args:
         input_size: features of x_t.
         hidden_size: units per layer.
         num_layers: stacked layers.
         forget_bias: initial value of the forget gate's bias.
+        recurrent_dropout: probability of dropping each unit of tanh(g_t) in training.
     """
 
     def __init__(
-        self, *, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0
+        self,
+        *,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers).items():
             check_positive(name, value)
+        check_dropout("recurrent_dropout", recurrent_dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
         self._init_like_ln_lstm(forget_bias)
 
@@ -250,8 +298,24 @@ class LSTM(nn.Module):
         _check_input(x, self.input_size)
         if state is not None:
             _check_state(state, self.init_state(x.shape[0], "meta", x.dtype))
+        if self.training and self.recurrent_dropout:
+            return self._dropout_forward(x, self.init_state(x.shape[0], x.device, x.dtype) if state is None else state)
         output, (h, c) = self.lstm(x, None if state is None else tuple(state))
         return output, (h, c)
+
+    def _dropout_forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """nn.LSTM's layers through the fused loop, with a recurrent-dropout mask per layer."""
+        x, finals = x.transpose(0, 1), []  # (T, B, I)
+        for layer, h, c in zip(range(self.num_layers), *state):
+            weights = {name: getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            mask = dropout_mask(self.recurrent_dropout, x.shape[0], x.shape[1], self.hidden_size, x)
+            x, h, c = lstm_layer_scan(  # nn.LSTM's bias holds the forget bias: no constant
+                x, weights["weight_ih"], weights["bias_ih"] + weights["bias_hh"], h, c, weights["weight_hh"],
+                None, None, None, None, forget_bias=0.0, mask=mask,
+            )
+            finals.append((h, c))
+        h, c = (torch.stack(entry) for entry in zip(*finals))
+        return x.transpose(0, 1), (h, c)
 
 
 def _check_input(x: Tensor, input_size: int) -> None:

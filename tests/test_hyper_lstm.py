@@ -101,10 +101,13 @@ def test_paper_initialisation():
 
 def test_scales_are_point_one_and_bias_zero_at_init():
     layer = new_model().layers[0]
-    d_h, d_x, b = layer._scales_and_bias(torch.randn(B, HH), layer._step_weights())
+    h_hat = torch.randn(B, HH)  # whatever the hyper LSTM says
+    z = torch.cat([layer.to_z(h_hat), layer.to_z_b(h_hat)], -1).view(B, 3, 4, NZ)  # z_h, z_x, z_b
+    d = torch.einsum("bkgz,kghz->kbgh", z, torch.stack([layer.weight_hz, layer.weight_xz, layer.weight_bz]))
+    d_h, d_x, b = d.flatten(2)
     torch.testing.assert_close(d_h, torch.full((B, 4 * H), 0.1))
     torch.testing.assert_close(d_x, torch.full((B, 4 * H), 0.1))
-    torch.testing.assert_close(b, torch.zeros(B, 4 * H))
+    torch.testing.assert_close(b + layer.bias, torch.zeros(B, 4 * H))
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sized
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 SEED_MODULUS = 2**63  # torch.Generator.manual_seed takes seeds below 2**64
 
@@ -71,11 +71,15 @@ def run_seed() -> int:
     return torch.initial_seed() % SEED_MODULUS
 
 
-def resumable_loader(dataset: Dataset, *, shuffle: bool, seed: int, **kwargs: Any) -> ResumableLoader:
+def resumable_loader(
+    dataset: Dataset, *, shuffle: bool, seed: int, sampler: Sampler | None = None, **kwargs: Any
+) -> ResumableLoader:
     """A ``ResumableLoader`` that never draws from torch's global generator.
 
     Its own generator also gives worker processes their seeds (DataLoader draws one per epoch).
+    ``sampler`` replaces the order of an unshuffled loader (a data module that shards by itself).
     """
-    sampler = EpochShuffle(dataset, seed=seed) if shuffle else None
+    if shuffle:
+        sampler = EpochShuffle(dataset, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     return ResumableLoader(dataset, sampler=sampler, generator=generator, **kwargs)

@@ -4,6 +4,13 @@ The id stream of a split is cut into ``batch_size`` contiguous streams, (B, N), 
 consecutive windows of ``seq_len``: batch k+1 continues batch k in every stream, so a model can
 carry its hidden state across batches. Windows are never shuffled.
 
+Under a distributed Trainer (``--trainer.devices N --trainer.strategy ddp``) the split is cut
+into N·B streams and rank r reads streams r·B … (r+1)·B − 1, every window in order: each rank
+has its own contiguous share, so the state it carries is still each batch's past (Lightning's
+default, dealing windows to ranks in turn, would break that). ``batch_size`` is per device, as
+for images: N devices train on N·B streams, the same streams one device reads with batch_size
+N·B.
+
 Formats:
     text   plain UTF-8 text; one file split contiguously by ``split`` (default 90/5/5)
     ptb    Penn Treebank characters: space-separated, ``_`` for a space, one sentence per line;
@@ -21,7 +28,7 @@ from typing import Literal, get_args
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hyper.checks import check_int
 from hyper.data.order import resumable_loader, run_seed
@@ -352,25 +359,36 @@ class CharDataModule(L.LightningDataModule):
     def _windows(self, split: str, *, drop_last: bool) -> TBPTTWindows:
         ids = self._stream_ids(split)
         where = f"the {split} split of {self.path or 'the embedded corpus'}"
-        if len(ids) < 2 * self.batch_size:
+        rank, ranks = self._rank_share()
+        streams = self.batch_size * ranks
+        on_devices = f" on {ranks} devices" if ranks > 1 else ""
+        if len(ids) < 2 * streams:
             raise ValueError(
-                f"{where} has {len(ids):,} characters, too few for batch_size="
-                f"{self.batch_size} streams of at least 2; lower batch_size or change split"
+                f"{where} has {len(ids):,} characters, too few for {streams} streams "
+                f"(batch_size={self.batch_size}{on_devices}) of at least 2; lower batch_size or change split"
             )
-        windows = TBPTTWindows(batchify(ids, self.batch_size), seq_len=self.seq_len, drop_last=drop_last)
+        mine = batchify(ids, streams)[rank * self.batch_size : (rank + 1) * self.batch_size]  # (B, L)
+        windows = TBPTTWindows(mine, seq_len=self.seq_len, drop_last=drop_last)
         if len(windows) == 0:
             raise ValueError(
-                f"{where}: its {self.batch_size} streams hold {len(ids) // self.batch_size} "
-                f"characters each, fewer than seq_len + 1 = {self.seq_len + 1}; lower batch_size or seq_len"
+                f"{where}: its {streams} streams{on_devices} hold {len(ids) // streams} characters "
+                f"each, fewer than seq_len + 1 = {self.seq_len + 1}; lower batch_size or seq_len"
             )
         return windows
 
     def _loader(self, split: str, *, drop_last: bool) -> DataLoader:
+        windows = self._windows(split, drop_last=drop_last)
+        # The streams are already this rank's share: a sampler over one replica, in order, tells
+        # Lightning not to deal the windows out to the ranks again.
+        sampler = DistributedSampler(windows, num_replicas=1, rank=0, shuffle=False) if self._rank_share()[1] > 1 else None
         # batch_size=None: each item already is a (B, T) batch; no shuffle keeps streams in order
         return resumable_loader(
-            self._windows(split, drop_last=drop_last),
-            shuffle=False,
-            seed=run_seed(),
-            batch_size=None,
-            num_workers=self.num_workers,
+            windows, shuffle=False, seed=run_seed(), sampler=sampler, batch_size=None, num_workers=self.num_workers
         )
+
+    def _rank_share(self) -> tuple[int, int]:
+        """(this process's rank, number of ranks) under a distributed Trainer, else (0, 1)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size

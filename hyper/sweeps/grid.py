@@ -16,11 +16,22 @@ A sweep file (YAML)::
       - name: pruned
         set: {trainer.callbacks: [{class_path: hyper.training.pruning.MagnitudePruning}]}
         vary: {trainer.callbacks.0.init_args.amount: [0.5, 0.9]}
+      - name: distilled                          # a small net taught by a trained one
+        teacher_from: plain                      # that method's tested checkpoint, same seed
+        set: {model.init_args.network.init_args.hidden_size: 32}
+    compare_to: plain                            # optional: compression = plain's parameters ÷ each point's
 
 Keys are dotted paths into the config; a value *replaces* what is there (a dict too, so a
 method can swap the whole model). Top-level keys starting with ``_`` are ignored: a place to
 define YAML anchors (``_wrn: &wrn {...}``) that methods reuse. Within a method, ``vary`` is a Cartesian product; the points
 are every method's products, times the seeds, in file order.
+
+``teacher_from: METHOD`` makes a method's points distil from that (earlier) method's point of
+the same seed: its tested checkpoint becomes ``model.init_args.teacher`` when the point runs.
+``compare_to: METHOD`` measures every point's compression against that method's network
+(its parameters ÷ the point's trainable, non-zero when pruned): a smaller or distilled
+network, whose own plain-equivalent is itself, then sits where it belongs on the curve. For
+points sharing the reference's architecture it is their usual compression ratio.
 """
 
 from __future__ import annotations
@@ -44,11 +55,15 @@ class Point:
     knobs: dict[str, Any]
     seed: int
     config: dict[str, Any] = field(repr=False)
+    teacher_from: str | None = None
 
     @property
     def key(self) -> str:
-        """Hash of the full config and seed: what makes two points the same run."""
-        canonical = json.dumps({"config": self.config, "seed": self.seed}, sort_keys=True, default=str)
+        """Hash of the full config, seed and teacher: what makes two points the same run."""
+        identity = {"config": self.config, "seed": self.seed}
+        if self.teacher_from is not None:  # its teacher is set when it runs, not in its config
+            identity["teacher_from"] = self.teacher_from
+        canonical = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property
@@ -68,6 +83,8 @@ class Sweep:
         seeds: seeds every point runs with.
         overrides: dotted overrides applied to every point.
         metric: the metric the summary and the plot show (``test_acc``, ``test_bpc``...).
+        compare_to: the method whose network every point's compression is measured against
+            (None: each point's own plain-equivalent).
     """
 
     name: str
@@ -76,6 +93,7 @@ class Sweep:
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: dict[str, Any] = field(default_factory=dict)
     metric: str = "test_acc"
+    compare_to: str | None = None
 
     def points(self) -> list[Point]:
         """Every point, in file order: methods, then their grid, then seeds."""
@@ -91,7 +109,8 @@ class Sweep:
         for path, value in {**self.overrides, **method.get("set", {}), **knobs}.items():
             set_path(config, path, copy.deepcopy(value))
         short = {path.rsplit(".", 1)[-1]: value for path, value in knobs.items()}
-        return [Point(method["name"], short, seed, config) for seed in self.seeds]
+        teacher = method.get("teacher_from")
+        return [Point(method["name"], short, seed, config, teacher) for seed in self.seeds]
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -101,13 +120,18 @@ def load_sweep(path: str | Path) -> Sweep:
         raise FileNotFoundError(f"sweep file not found: {path}")
     spec = read_yaml_mapping(path, what="sweep file")
     # Keys starting with "_" are free: a place to define YAML anchors the methods reuse.
-    unknown = {key for key in spec if not key.startswith("_")} - {"base", "methods", "seeds", "overrides", "metric"}
+    allowed = {"base", "methods", "seeds", "overrides", "metric", "compare_to"}
+    unknown = {key for key in spec if not key.startswith("_")} - allowed
     if unknown:
-        raise ValueError(f"{path}: unknown sweep keys {sorted(unknown)}; allowed: base, methods, seeds, overrides, metric")
+        raise ValueError(f"{path}: unknown sweep keys {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
     if not isinstance(spec.get("methods"), list) or not spec["methods"]:
         raise ValueError(f"{path}: a sweep needs a non-empty 'methods' list")
+    earlier: list[str] = []
     for method in spec["methods"]:
-        _check_method(path, method)
+        _check_method(path, method, earlier)
+        earlier.append(method["name"])
+    if spec.get("compare_to") is not None and spec["compare_to"] not in earlier:
+        raise ValueError(f"{path}: compare_to {spec['compare_to']!r} is not one of the methods ({', '.join(earlier)})")
     seeds = spec.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ValueError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
@@ -126,6 +150,7 @@ def load_sweep(path: str | Path) -> Sweep:
         seeds=list(seeds),
         overrides=spec.get("overrides", {}) or {},
         metric=spec.get("metric", "test_acc"),
+        compare_to=spec.get("compare_to"),
     )
 
 
@@ -176,15 +201,20 @@ def _product(vary: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
 
 
-def _check_method(path: Path, method: Any) -> None:
+def _check_method(path: Path, method: Any, earlier: list[str]) -> None:
     if not isinstance(method, dict) or "name" not in method:
         raise ValueError(f"{path}: every method needs a 'name', got {method!r}")
-    unknown = set(method) - {"name", "set", "vary"}
+    unknown = set(method) - {"name", "set", "vary", "teacher_from"}
     if unknown:
-        raise ValueError(f"{path}: method {method['name']!r} has unknown keys {sorted(unknown)}; allowed: name, set, vary")
+        raise ValueError(
+            f"{path}: method {method['name']!r} has unknown keys {sorted(unknown)}; allowed: name, set, vary, teacher_from"
+        )
     for key in ("set", "vary"):
         if not isinstance(method.get(key) or {}, dict):
             raise ValueError(f"{path}: method {method['name']!r}: {key} must be a mapping of dotted keys")
+    teacher = method.get("teacher_from")
+    if teacher is not None and teacher not in earlier:
+        raise ValueError(f"{path}: method {method['name']!r}: teacher_from {teacher!r} must name a method above it")
     for key, values in method.get("vary", {}).items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"{path}: method {method['name']!r}: vary.{key} must be a non-empty list")

@@ -11,14 +11,16 @@ Nothing is lost or done twice when a sweep is killed and run again:
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hyper.sweeps.grid import Point, Sweep, shard
+from hyper.sweeps.grid import Point, Sweep, set_path, shard
 from hyper.sweeps.plot import default_axes, plot_curves
 from hyper.sweeps.results import append_row, done_keys, read_rows, repair, results_path
 from hyper.sweeps.summary import summarize, summary_table
@@ -62,7 +64,7 @@ def run_sweep(
     for n, point in enumerate(todo, start=1):
         log(f"[{n}/{len(todo)}] {point.label}")
         start = time.perf_counter()
-        report = _report(point, folder / "runs" / point.key, run_point, sweep.metric, log)
+        report = _report(with_teacher(point, folder), folder / "runs" / point.key, run_point, sweep.metric, log)
         row = {
             **report,
             "source_knobs": report.get("knobs", {}),  # the source's full configuration
@@ -103,9 +105,31 @@ def _earlier_run(run_dir: Path) -> tuple[Path | None, Path | None]:
     return (report if report.is_file() else None), (last if last.is_file() else None)
 
 
-def finish(sweep_name: str, folder: Path, metric: str, log: Callable[[str], None] = print) -> Path:
+def with_teacher(point: Point, folder: Path) -> Point:
+    """``point`` with ``model.init_args.teacher`` set to its ``teacher_from`` method's tested
+    checkpoint of the same seed (the point's key, its identity, is unchanged)."""
+    if point.teacher_from is None:
+        return point
+    try:
+        rows = read_rows(folder)
+    except FileNotFoundError:
+        rows = []
+    found = [r for r in rows if r["method"] == point.teacher_from and r["seed"] == point.seed and r.get("tested_checkpoint")]
+    if not found:
+        raise ValueError(
+            f"{point.label} distils from method {point.teacher_from!r} (seed {point.seed}), which has no finished "
+            f"point in {folder} yet: run it first (with --shard, the shard that holds it)"
+        )
+    config = copy.deepcopy(point.config)
+    set_path(config, "model.init_args.teacher", found[0]["tested_checkpoint"])
+    return replace(point, config=config)
+
+
+def finish(
+    sweep_name: str, folder: Path, metric: str, log: Callable[[str], None] = print, compare_to: str | None = None
+) -> Path:
     """Summarize every results file in ``folder``: print the table, write the PNG beside it."""
-    entries = summarize(read_rows(folder), metric)
+    entries = summarize(read_rows(folder), metric, compare_to=compare_to)
     if not entries:
         raise ValueError(f"no finished point in {folder} has the metric {metric!r}")
     log(summary_table(entries, metric))

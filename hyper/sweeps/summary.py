@@ -1,7 +1,7 @@
 """Summaries of sweep results: one entry per (method, knobs), seeds averaged; the Pareto front.
 
 Two compression axes, both higher-is-better: ``params`` (the parameter ratio) and ``bytes``
-(fp32 bytes of the plain-equivalent ÷ the stored size, ``compression_bytes``). The the quality axis is the metric turned into a
+(fp32 bytes of the plain-equivalent ÷ the stored size, ``compression_bytes``). The quality axis is the metric turned into a
 lower-is-better "cost": error in % for accuracies (``*acc``), the metric itself otherwise
 (bits per character, loss).
 """
@@ -54,8 +54,14 @@ def to_cost(metric: str, value: float) -> float:
     return 100.0 * (1.0 - value) if metric.endswith("acc") else value
 
 
-def summarize(rows: list[dict[str, Any]], metric: str) -> list[Entry]:
-    """Average the rows that share method and knobs; rows without the metric are left out."""
+def summarize(rows: list[dict[str, Any]], metric: str, compare_to: str | None = None) -> list[Entry]:
+    """Average the rows that share method and knobs; rows without the metric are left out.
+
+    ``compare_to``: a method whose network's parameter count every row's compression is
+    measured against (that count ÷ the row's trainable parameters) instead of the row's own
+    plain-equivalent, so that smaller networks share the axis with compressed ones.
+    """
+    reference = _reference_params(rows, compare_to) if compare_to else None
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         if row.get(metric) is not None:
@@ -68,12 +74,13 @@ def summarize(rows: list[dict[str, Any]], metric: str) -> list[Entry]:
             method=method,
             knobs=json.loads(knobs),
             trainable=_mean_or_none(group, "trainable_params", round),
-            compression_ratio=_mean_or_none(group, "compression_ratio"),
+            compression_ratio=_ratio(group, "compression_ratio", "trainable_params", reference),
             cost=statistics.fmean(costs),
             cost_std=statistics.stdev(costs) if len(costs) > 1 else 0.0,
             seeds=len(group),
             size_bytes=_mean_or_none(group, "size_bytes", round),
-            compression_bytes=_mean_or_none(group, "compression_bytes"),
+            # against the reference network stored in fp32, 4 bytes a parameter
+            compression_bytes=_ratio(group, "compression_bytes", "size_bytes", reference and 4 * reference),
         ))
     return sorted(entries, key=lambda e: (e.method, e.compression_ratio))
 
@@ -83,6 +90,21 @@ def _mean_or_none(group: list[dict[str, Any]], key: str, kind: Any = float) -> A
     them); None when a row lacks it (results written before the byte count existed)."""
     values = [row.get(key) for row in group]
     return None if any(v is None for v in values) else kind(statistics.fmean(values))
+
+
+def _ratio(group: list[dict[str, Any]], key: str, size: str, reference: float | None) -> float | None:
+    """The seeds' mean compression: the rows' own ``key``, or ``reference`` ÷ the mean ``size``."""
+    if reference is None:
+        return _mean_or_none(group, key)
+    mean = _mean_or_none(group, size)
+    return None if mean is None else reference / mean
+
+
+def _reference_params(rows: list[dict[str, Any]], method: str) -> int:
+    counts = {row["plain_equivalent_params"] for row in rows if row["method"] == method}
+    if not counts:
+        raise ValueError(f"compare_to: method {method!r} has no finished point to compare with")
+    return max(counts)
 
 
 def pareto_front(entries: list[Entry], axis: Axis = "params") -> list[Entry]:

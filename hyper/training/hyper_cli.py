@@ -17,13 +17,16 @@ resumes the run in its own folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import lightning as L
+import yaml
 import torch
 from jsonargparse import ActionConfigFile, DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -351,10 +354,23 @@ def run_config(config: dict[str, Any], *, ckpt_path: str | Path | None = None) -
         config: the config.
         ckpt_path: a checkpoint to resume from (the run goes on in its folder).
     """
-    run = {**config, **({"ckpt_path": str(ckpt_path)} if ckpt_path else {})}
-    return HyperCLI(args={"subcommand": "run", "run": run}).report
+    resume = ["--ckpt_path", str(ckpt_path)] if ckpt_path else []
+    with _as_file(config) as path:
+        return HyperCLI(args=["run", "--config", str(path), *resume]).report
 
 
 def check_config(config: dict[str, Any]) -> None:
     """Build a config's model, data and trainer and check its files, running and writing nothing."""
-    HyperCLI(args=config, run=False).check_files()
+    with _as_file(config) as path:
+        HyperCLI(args=["--config", str(path)], run=False).check_files()
+
+
+@contextlib.contextmanager
+def _as_file(config: dict[str, Any]) -> Iterator[Path]:
+    """``config`` as a YAML file, read the way ``--config`` reads one: jsonargparse resolves a
+    ``class_path`` nested under a union-typed argument (a built core given to ``CharRNN(core=)``)
+    from a file but not from a dict, which it flattens into keys the default's type lacks."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        yield path

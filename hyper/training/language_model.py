@@ -8,8 +8,9 @@ evaluation loop starts over at window 0. Gradient clipping is the Trainer's own
 (``trainer.gradient_clip_val``). The loss is cross-entropy in nats; the metric is bits per
 character, token-weighted over a whole loop (evaluation's last window is shorter).
 
-One device only: under DDP each rank would be handed every other window of the streams, so the
-state carried from one batch to the next would not be that batch's past.
+Several devices (DDP): ``hyper.data.CharDataModule`` gives each rank its own contiguous streams
+(batch_size per device), so each rank carries its own state exactly as one device does; the
+gradients are averaged as usual and the bits per character are summed over the ranks' tokens.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 
 from hyper.training.classification import OptimizerCallable
+from hyper.training.distillation import check_distillation, distillation_loss
 from hyper.training.hparams import save_hyperparameters
+from hyper.training.lm_teacher import Teacher, load_teacher
 from hyper.training.report import log_parameter_counts
 from hyper.training.schedules import Schedule, check_schedule, optimizers_config
 
@@ -74,6 +77,12 @@ class CharLanguageModel(L.LightningModule):
             ``cosine`` (to zero) or ``multistep`` (times ``gamma`` at each milestone).
         milestones: fractions of the run at which ``multistep`` decays the learning rate.
         gamma: the ``multistep`` decay factor.
+        teacher: checkpoint of a trained CharLanguageModel to distil from (None: no teacher),
+            on the same vocabulary. Training then mixes its soft targets for every character
+            with the true next characters (see ``distill_*``); it carries its own state across
+            batches like the student. Validation and test are the student's alone.
+        distill_temperature: T, the softmax temperature of the soft targets.
+        distill_weight: w, the share of the soft-target term; 1 - w goes to the true characters.
     """
 
     # The metric and mode train.py's best checkpoint follows for this module.
@@ -87,9 +96,13 @@ class CharLanguageModel(L.LightningModule):
         schedule: Schedule = "constant",
         milestones: Sequence[float] = (0.5, 0.75),
         gamma: float = 0.1,
+        teacher: str | None = None,
+        distill_temperature: float = 4.0,
+        distill_weight: float = 0.9,
     ) -> None:
         super().__init__()
         check_schedule(schedule=schedule, milestones=milestones, gamma=gamma)
+        check_distillation(distill_temperature, distill_weight)
         if not isinstance(getattr(network, "vocab_size", None), int):
             raise ValueError(f"network must have an integer vocab_size (a CharRNN), got {type(network).__name__}")
         save_hyperparameters(self)
@@ -104,6 +117,11 @@ class CharLanguageModel(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test_")
         self.hidden: State | None = None  # the state the next batch of this loop starts from
         self._train_hidden: State | None = None  # kept while a validation loop runs mid-epoch
+        self.teacher_path = teacher
+        self.distill_temperature = distill_temperature
+        self.distill_weight = distill_weight
+        # Loaded for fit only, and kept outside the module tree: never optimised, never saved.
+        self._teacher: Teacher | None = None
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         return self.network(tokens, state)  # (B, T) -> (B, T, V), state
@@ -123,21 +141,23 @@ class CharLanguageModel(L.LightningModule):
             )
 
     def setup(self, stage: str) -> None:
-        if self.trainer.world_size > 1:
-            raise ValueError(
-                f"CharLanguageModel trains on one device (each process would get every other window of "
-                f"the streams, not their continuation), got {self.trainer.world_size} processes: set trainer.devices 1"
-            )
         if self.trainer.datamodule is not None:
             self.check_data(self.trainer.datamodule)
 
     def on_fit_start(self) -> None:
+        if self.teacher_path is not None and self._teacher is None:
+            vocab = getattr(self.trainer.datamodule, "vocab", None)
+            self._teacher = load_teacher(self.teacher_path, vocab=vocab)  # a plain object: not a submodule
+        if self._teacher is not None:
+            self._teacher.to(self.device)
         log_parameter_counts(self)
 
     # Each loop starts at window 0 of its streams: the state of another loop (or of the last
     # epoch's final window) is not this batch's past.
     def on_train_epoch_start(self) -> None:
         self.hidden = None
+        if self._teacher is not None:
+            self._teacher.reset()
 
     def on_validation_epoch_start(self) -> None:
         self._train_hidden, self.hidden = self.hidden, None
@@ -151,7 +171,7 @@ class CharLanguageModel(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         tokens, targets = batch  # (B, T) each
         logits = self._continue(tokens)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # nats per character
+        loss = self.fit_loss(tokens, logits, targets)
         self.log("train_loss", loss, prog_bar=True)
         self.train_metrics.update(logits, targets)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
@@ -174,6 +194,19 @@ class CharLanguageModel(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("tbptt_state")
         self.hidden = tuple(state) if state is not None else None
+
+    def fit_loss(self, tokens: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
+        """The training loss of a batch: cross-entropy in nats per character, or with a teacher
+        its soft targets mixed in (the teacher reads ``tokens``, continuing its own state)."""
+        if self._teacher is None:
+            return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return distillation_loss(
+            logits.flatten(0, 1),
+            self._teacher.logits(tokens).flatten(0, 1),
+            targets.flatten(),
+            temperature=self.distill_temperature,
+            weight=self.distill_weight,
+        )
 
     def _continue(self, tokens: Tensor) -> Tensor:
         """Logits (B, T, V) of the batch that continues the last one; keeps its final state."""

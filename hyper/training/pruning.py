@@ -3,9 +3,11 @@ prune once and fine-tune.
 
 ModelPruning's defaults prune at the end of *every* epoch, and a float amount then compounds
 (0.5 a time empties a net in a few epochs); they also prune biases and norm gains. Here the
-conv and linear weights are pruned once, globally by L1 magnitude, to ``amount`` after epoch
-``prune_at_epoch`` (each layer by the same fraction, or ranked globally); training goes
-on with the mask fixed, and the pruning is made
+weight matrices and kernels (conv and linear weights, and a recurrent layer's input and
+recurrent matrices: nn.LSTM's ``weight_ih_l*``/``weight_hh_l*``, an LSTM layer's
+``weight_x``/``weight_h``; not embeddings, norms or biases) are pruned once by L1 magnitude
+to ``amount`` after epoch ``prune_at_epoch`` (each matrix by the same fraction, or ranked
+globally); training goes on with the mask fixed, and the pruning is made
 permanent (zeros in ordinary weights) in checkpoints and at the end. The run's report then
 counts trainable parameters on non-zero weights (``count_parameters(nonzero=True)``).
 
@@ -33,7 +35,7 @@ from torch import nn
 
 from hyper.checks import check_int
 
-PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+NOT_PRUNED = (nn.Embedding, nn.EmbeddingBag)  # a lookup table, not a weight matrix
 
 
 class MagnitudePruning(ModelPruning):
@@ -99,11 +101,15 @@ class MagnitudePruning(ModelPruning):
     def sanitize_parameters_to_prune(
         pl_module: L.LightningModule, parameters_to_prune: Sequence = (), parameter_names: Sequence[str] = ()
     ) -> list[tuple[nn.Module, str]]:
-        """Conv and linear weights that are direct parameters (generated ones are not prunable)."""
+        """Every module's own weight matrices and kernels: parameters named ``weight`` or
+        ``weight_*`` with two or more dimensions (generated weights are no parameters of their
+        module, so they are not prunable), embeddings excepted."""
         return [
-            (module, "weight")
+            (module, name)
             for module in pl_module.modules()
-            if isinstance(module, PRUNABLE) and isinstance(getattr(module, "weight", None), nn.Parameter)
+            if not isinstance(module, NOT_PRUNED)
+            for name, parameter in module.named_parameters(recurse=False)
+            if (name == "weight" or name.startswith("weight_")) and parameter.dim() >= 2
         ]
 
 

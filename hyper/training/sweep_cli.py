@@ -1,7 +1,7 @@
 """``train.py sweep`` and ``train.py plot``: compression curves from the command line.
 
-    python train.py sweep --config configs/sweeps/digits.yaml [--shard 2/4] [--out DIR]
-    python train.py plot results/digits [--metric test_acc] [--x params|bytes|both] [--out curve.png]
+    python train.py sweep --config configs/sweeps/digits.yaml [--shard 2/4] [--out DIR] [--set KEY=VALUE ...]
+    python train.py plot results/digits [--metric test_acc] [--x params|bytes|both] [--compare-to METHOD] [--out curve.png]
 
 Every point of a sweep is a train.py config run in this process through the same code as a
 single run (``hyper_cli.run_config``); its report row is appended to the results file as it
@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from hyper.sweeps import finish, load_sweep, parse_shard, read_rows, run_sweep, summarize, summary_table
 from hyper.sweeps.summary import smallest_within
@@ -55,13 +58,26 @@ def sweep_command(args: Sequence[str], *, config_dir: Path = Path("configs")) ->
     parser.add_argument("--config", help="a sweep file (configs/sweeps/NAME.yaml)")
     parser.add_argument("--shard", help="run shard i of n (1-based), e.g. 2/4; shards' results merge")
     parser.add_argument("--out", help="results folder (default: results/NAME)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key of every point, as the sweep's overrides do (VALUE is YAML), "
+        "e.g. --set data.init_args.path=tinyshakespeare.txt",
+    )
     options = _parse(parser, args, required={"config": "--config SWEEP.yaml"})
     sweep = load_sweep(_sweep_file(options.config, config_dir))
+    sweep = replace(sweep, overrides={**sweep.overrides, **dict(_key_value(item) for item in options.set)})
     shard_spec = parse_shard(options.shard) if options.shard else None
     folder = Path(options.out or Path("results") / sweep.name)
     check_output_folder(folder, flag="sweep --out" if options.out else "the results folder")
     run_sweep(sweep, folder, run_point, shard_spec, check_point=check_point)
-    finish(sweep.name, folder, sweep.metric)
+    finish(sweep.name, folder, sweep.metric, compare_to=sweep.compare_to)
+
+
+def _key_value(item: str) -> tuple[str, Any]:
+    key, equals, value = item.partition("=")
+    if not equals or not key:
+        raise ValueError(f"--set takes KEY=VALUE (a dotted config key), got {item!r}")
+    return key, yaml.safe_load(value)
 
 
 def plot_command(args: Sequence[str], *, config_dir: Path = Path("configs")) -> None:
@@ -73,10 +89,11 @@ def plot_command(args: Sequence[str], *, config_dir: Path = Path("configs")) -> 
     parser.add_argument("--x", choices=("params", "bytes", "both"), default="both",
                         help="compression axis: parameters, bytes, or both side by side (default; "
                         "params only for results without byte counts)")
+    parser.add_argument("--compare-to", help="measure compression against this method's network (a sweep's compare_to)")
     parser.add_argument("--out", help="the PNG to write (default: beside the results)")
     options = _parse(parser, args, required={"results": "a results folder (results/NAME)"})
     source = Path(options.results)
-    entries = summarize(read_rows(source), options.metric)
+    entries = summarize(read_rows(source), options.metric, compare_to=options.compare_to)
     if not entries:
         raise ValueError(f"no row in {source} has the metric {options.metric!r}")
     print(summary_table(entries, options.metric))

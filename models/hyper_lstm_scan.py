@@ -1,0 +1,275 @@
+"""A HyperLSTM layer over a whole sequence as one autograd operation, backward by hand.
+
+The equations are in ``models.hyper_lstm``. Per step t the forward pass runs
+
+    [W_h h_{t-1}; W_ĥx,h h_{t-1}]                                         one matmul
+    ŷ_t        = W_ĥx,h h_{t-1} + W_ĥh ĥ_{t-1} + (W_ĥx,x x_t + b̂)         one matmul
+    ĥ_t, ĉ_t   = the hyper LSTM's update of ŷ_t                               (models.lstm_update)
+    z_t        = ĥ_t W_zᵀ + b_z               z_h, z_x, z_b of all gates: 3·4·N_z, one matmul
+    d_t        = z_t · W_dz  per (kind, gate), + b_0 on the bias kind      one batched matmul
+    y_t        = d_b + d_h ⊙ W_h h_{t-1} + d_x ⊙ W_x x_t
+    h_t, c_t   = the main LSTM's update of y_t
+
+with W_x x_t and the hyper LSTM's x_t-part projected for the whole sequence before the loop.
+d_t is held gate-major, (kind·gate, B, H), the layout the batched matmul gives.
+
+The backward pass carries ∂L/∂h, ∂L/∂c, ∂L/∂ĥ, ∂L/∂ĉ through the steps in reverse. Per step it
+costs the two updates' backward, three matmuls (into ĥ through z, into h through both of its
+uses at once, into ĥ through ŷ) and three batched ones (d_h, d_x again from z, into z, and
+W_dz's gradient). The other weights' gradients are products over all steps at once after the
+loop, as in ``models.lstm_scan``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from models import workspace
+from models.cpu_linear import StepLinear, matmul_nt
+from models.lstm_scan import Norms, _input_grads, _recurrent_weight_grad
+from models.lstm_update import (
+    Saved,
+    UpdateGrads,
+    UpdateWeights,
+    saved_buffers,
+    update_backward,
+    update_forward,
+    update_weights,
+)
+
+KINDS_GATES = 12  # (z_h, z_x, z_b) × (i, f, g, o)
+
+
+class HyperTensors(NamedTuple):
+    """The layer's weights in the form the loop uses (built with autograd by the layer)."""
+
+    weight_x: Tensor  # (4H, I) W_x; no bias (the main bias is b_0 + W_bz z_b)
+    hyper_weight_x: Tensor  # (4Ĥ, I) the hyper LSTM's columns for x_t
+    hyper_bias: Tensor  # (4Ĥ,)
+    weight_from_h: Tensor  # (4H + 4Ĥ, H) W_h, then the hyper LSTM's columns for h_{t-1}
+    hyper_weight_h: Tensor  # (4Ĥ, Ĥ) the hyper LSTM's W_h
+    weight_z: Tensor  # (12 N_z, Ĥ) W_ĥh, W_ĥx, W_ĥb
+    bias_z: Tensor  # (12 N_z,) b_ĥh, b_ĥx, 0
+    weight_dz: Tensor  # (12, N_z, H) W_hz, W_xz, W_bz per gate, transposed
+    bias: Tensor  # (4H,) b_0
+
+
+class _Saved(NamedTuple):
+    """Sequence buffers the forward pass fills for the backward pass."""
+
+    hyper: Saved  # the hyper LSTM's update
+    main: Saved  # the main LSTM's update
+    z: Tensor  # (T, B, 12 N_z)
+    wh: Tensor  # (T, B, 4H) W_h h_{t-1}
+    xw: Tensor  # (T, B, 4H) W_x x_t
+    hyper_output: Tensor  # (T, B, Ĥ) ĥ_t
+
+    def buffers(self) -> tuple[Tensor | None, ...]:
+        return (*self.hyper, *self.main, self.z, self.wh, self.xw, self.hyper_output)
+
+    @classmethod
+    def from_buffers(cls, buffers: tuple[Tensor | None, ...]) -> _Saved:
+        n = len(Saved._fields)
+        return cls(Saved(*buffers[:n]), Saved(*buffers[n : 2 * n]), *buffers[2 * n :])
+
+
+def hyper_lstm_layer_scan(
+    x: Tensor,
+    state: tuple[Tensor, Tensor, Tensor, Tensor],
+    weights: HyperTensors,
+    main_norms: Norms,
+    hyper_norms: Norms,
+    *,
+    forget_bias: float,
+    eps: float = 1e-5,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """x (T, B, I), state (h, c, ĥ, ĉ) each (B, ·) → output (T, B, H), final state.
+
+    ``mask`` (T, B, H) multiplies the main cell's tanh(g) (recurrent dropout), None for none.
+    """
+    tensors = (x, *state, *weights, *main_norms, *hyper_norms)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        output, *final = _HyperLSTMLayerScan.apply(*tensors, mask, forget_bias, eps)
+        return output, tuple(final)
+    with torch.no_grad():
+        main_w, hyper_w = _update_weights(weights, main_norms, hyper_norms, forget_bias, eps)
+        output, final, _ = _forward(x, state, weights, main_w, hyper_w, mask, save=False)
+    return output, final
+
+
+def _update_weights(
+    weights: HyperTensors, main_norms: Norms, hyper_norms: Norms, forget_bias: float, eps: float
+) -> tuple[UpdateWeights, UpdateWeights]:
+    hidden, hyper_size, like = weights.weight_from_h.shape[1], weights.hyper_weight_h.shape[1], weights.bias
+    main = update_weights(**main_norms._asdict(), forget_bias=forget_bias, hidden_size=hidden, eps=eps, like=like)
+    hyper = update_weights(**hyper_norms._asdict(), forget_bias=forget_bias, hidden_size=hyper_size, eps=eps, like=like)
+    return main, hyper
+
+
+def _gate_major(v: Tensor) -> Tensor:
+    """(B, 4H) → a (4, B, H) view."""
+    return v.unflatten(-1, (4, -1)).transpose(0, 1)
+
+
+def _forward(
+    x: Tensor,
+    state: tuple[Tensor, ...],
+    ws: HyperTensors,
+    main_w: UpdateWeights,
+    hyper_w: UpdateWeights,
+    mask: Tensor | None,
+    *,
+    save: bool,
+) -> tuple[Tensor, tuple[Tensor, ...], _Saved | None]:
+    """output (T, B, H), the final state and, with ``save``, the buffers for the backward."""
+    h, c, h_hat, c_hat = state
+    (steps, batch, _), hidden, hyper_size = x.shape, h.shape[1], h_hat.shape[1]
+    flat_x = x.flatten(0, 1)
+    xw = matmul_nt(flat_x, ws.weight_x).view(steps, batch, 4 * hidden)  # W_x x_t, every step at once
+    hyper_xw = matmul_nt(flat_x, ws.hyper_weight_x, ws.hyper_bias).view(steps, batch, 4 * hyper_size)
+    from_h, hyper_rec = StepLinear(ws.weight_from_h, batch), StepLinear(ws.hyper_weight_h, batch)
+    to_z = StepLinear(ws.weight_z, batch, ws.bias_z)
+    d_bias = ws.bias.new_zeros(KINDS_GATES, 1, hidden)  # (12, 1, H): b_0 on the bias kind only
+    d_bias[2 * 4 :, 0] = ws.bias.view(4, hidden)
+    output = x.new_empty(steps, batch, hidden)
+    saved = _saved_buffers(steps, batch, hidden, hyper_size, ws, main_w.layer_norm, xw) if save else None
+    hyper_output = saved.hyper_output if save else x.new_empty(steps, batch, hyper_size)
+    for t in range(steps):
+        wh, hyper_y = from_h(h).split([4 * hidden, 4 * hyper_size], 1)  # W_h h, W_ĥx,h h: (B, 4H), (B, 4Ĥ)
+        hyper_y = hyper_rec(h_hat, add=hyper_y.add_(hyper_xw[t])).view(batch, 4, hyper_size)
+        hyper_out, main_out = (None, None) if saved is None else (saved.hyper.step(t), saved.main.step(t))
+        h_hat, c_hat = update_forward(hyper_y, c_hat, hyper_w, out=hyper_out, h_out=hyper_output[t])
+        z = to_z(h_hat)  # (B, 12 N_z)
+        d = torch.baddbmm(d_bias, z.view(batch, KINDS_GATES, -1).transpose(0, 1), ws.weight_dz)  # (12, B, H)
+        d_h, d_x, d_b = d.view(3, 4, batch, hidden)
+        y = torch.addcmul(torch.addcmul(d_b, d_h, _gate_major(wh)), d_x, _gate_major(xw[t]))  # (4, B, H)
+        step_mask = None if mask is None else mask[t]
+        h, c = update_forward(y.transpose(0, 1), c, main_w, step_mask, out=main_out, h_out=output[t])
+        if saved is not None:
+            saved.z[t].copy_(z)
+            saved.wh[t].copy_(wh)
+    # c and ĉ (and ĥ) are views of pooled buffers when saving
+    return output, (h, c.clone(), h_hat.clone(), c_hat.clone()), saved
+
+
+def _saved_buffers(
+    steps: int, batch: int, hidden: int, hyper_size: int, ws: HyperTensors, layer_norm: bool, xw: Tensor
+) -> _Saved:
+    """Pooled sequence buffers (``models.workspace``); W_x x is the forward's own."""
+    return _Saved(
+        hyper=saved_buffers(steps, batch, hyper_size, layer_norm=layer_norm, like=xw),
+        main=saved_buffers(steps, batch, hidden, layer_norm=layer_norm, like=xw),
+        z=workspace.take((steps, batch, ws.weight_z.shape[0]), xw),
+        wh=workspace.take((steps, batch, 4 * hidden), xw),
+        xw=xw,
+        hyper_output=workspace.take((steps, batch, hyper_size), xw),
+    )
+
+
+class _HyperLSTMLayerScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, c0, h_hat0, c_hat0, *rest):
+        weights, main_norms, hyper_norms = HyperTensors(*rest[:9]), Norms(*rest[9:13]), Norms(*rest[13:17])
+        mask, forget_bias, eps = rest[17:]
+        main_w, hyper_w = _update_weights(weights, main_norms, hyper_norms, forget_bias, eps)
+        output, final, saved = _forward(x, (h0, c0, h_hat0, c_hat0), weights, main_w, hyper_w, mask, save=True)
+        ctx.main_w, ctx.hyper_w, ctx.n_weights = main_w, hyper_w, len(weights)
+        ctx.save_for_backward(x, h0, h_hat0, output, *weights, *saved.buffers())
+        return (output, *final)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_output, d_h, d_c, d_h_hat, d_c_hat):
+        x, h0, h_hat0, output, *tensors = ctx.saved_tensors
+        ws, saved = HyperTensors(*tensors[: ctx.n_weights]), _Saved.from_buffers(tuple(tensors[ctx.n_weights :]))
+        grads = _Backward(ctx, ws, saved, d_output)
+        for t in reversed(range(output.shape[0])):
+            d_h, d_c, d_h_hat, d_c_hat = grads.step(t, d_output[t] + d_h, d_c, d_h_hat, d_c_hat)
+        d_weights = grads.weight_grads(x, h0, h_hat0, output, ctx.needs_input_grad)
+        grads.release()
+        if not workspace.graph_kept():
+            workspace.give(*saved.buffers())
+        main_norm_grads, hyper_norm_grads = grads.main_grads.finish(), grads.hyper_grads.finish()
+        return (d_weights[0], d_h, d_c, d_h_hat, d_c_hat, *d_weights[1:], *main_norm_grads, *hyper_norm_grads,
+                None, None, None)
+
+
+class _Backward:
+    """The per-step backward of the HyperLSTM, and the weight gradients summed after it."""
+
+    def __init__(self, ctx, ws: HyperTensors, saved: _Saved, d_output: Tensor) -> None:
+        self.ws, self.saved, self.main_w, self.hyper_w = ws, saved, ctx.main_w, ctx.hyper_w
+        steps, batch, hidden = d_output.shape
+        hyper_size, n_z = ws.hyper_weight_h.shape[1], ws.weight_dz.shape[1]
+        self.main_grads, self.hyper_grads = UpdateGrads(self.main_w, batch), UpdateGrads(self.hyper_w, batch)
+        # per step: ∂L/∂(W_x x_t), [∂L/∂(W_h h_{t-1}), ∂L/∂ŷ_t] side by side, ∂L/∂z_t
+        self.d_xw = workspace.take((steps, batch, 4 * hidden), d_output)
+        self.d_from_h = workspace.take((steps, batch, 4 * hidden + 4 * hyper_size), d_output)
+        self.d_wh, self.d_hyper_y = self.d_from_h.split([4 * hidden, 4 * hyper_size], -1)
+        self.d_z = workspace.take((steps, batch, KINDS_GATES * n_z), d_output)
+        self.d_weight_dz = torch.zeros_like(ws.weight_dz)  # (12, N_z, H)
+        self.d_bias = d_output.new_zeros(batch, 4, hidden)
+        self.from_h_t = StepLinear(ws.weight_from_h.t(), batch)
+        self.hyper_rec_t = StepLinear(ws.hyper_weight_h.t(), batch)
+        self.dd = d_output.new_empty(3, 4, batch, hidden)  # ∂L/∂d of one step
+        self.to_z_t = StepLinear(ws.weight_z.t(), batch)
+        self.weight_dz_t = ws.weight_dz.transpose(1, 2)  # (12, H, N_z)
+
+    def step(self, t: int, d_h: Tensor, d_c: Tensor, d_h_hat: Tensor, d_c_hat: Tensor) -> tuple[Tensor, ...]:
+        """Step t's backward: ∂L/∂h_t (all of it), ∂L/∂c_t, and ∂L/∂ĥ_t, ∂L/∂ĉ_t from later
+        steps → the same for t − 1."""
+        batch, hidden = d_h.shape
+        saved = self.saved
+        dy, d_c = update_backward(d_h, d_c, saved.main.step(t), self.main_w, self.main_grads)  # (B, 4, H)
+        self.d_bias.add_(dy)
+        z = saved.z[t].view(batch, KINDS_GATES, -1)
+        # d_h, d_x again from z (cheaper than keeping them: 8 of the 12 (kind, gate) products)
+        d_scales = torch.bmm(z[:, :8].transpose(0, 1), self.ws.weight_dz[:8]).view(2, 4, batch, hidden)
+        torch.mul(dy, d_scales[0].transpose(0, 1), out=self.d_wh[t].view(batch, 4, hidden))
+        torch.mul(dy, d_scales[1].transpose(0, 1), out=self.d_xw[t].view(batch, 4, hidden))
+        dy_g, dd = dy.transpose(0, 1), self.dd  # (4, B, H); ∂L/∂d = ∂L/∂y ⊙ (W_h h, W_x x, 1)
+        torch.mul(dy_g, _gate_major(saved.wh[t]), out=dd[0])
+        torch.mul(dy_g, _gate_major(saved.xw[t]), out=dd[1])
+        dd[2].copy_(dy_g)
+        dd = dd.view(KINDS_GATES, batch, hidden)
+        self.d_weight_dz.baddbmm_(z.permute(1, 2, 0), dd)  # Σ_b z ⊗ ∂L/∂d per (kind, gate)
+        self.d_z[t].view(batch, KINDS_GATES, -1).copy_(torch.bmm(dd, self.weight_dz_t).transpose(0, 1))
+        d_h_hat = self.to_z_t(self.d_z[t], add=d_h_hat)  # ∂L/∂ĥ_t: through z_t, and from step t + 1
+        d_hyper_y, d_c_hat = update_backward(d_h_hat, d_c_hat, saved.hyper.step(t), self.hyper_w, self.hyper_grads)
+        self.d_hyper_y[t] = d_hyper_y.view(batch, -1)
+        d_h = self.from_h_t(self.d_from_h[t])  # into h_{t-1} through W_h h and through ŷ
+        return d_h, d_c, self.hyper_rec_t(d_hyper_y.view(batch, -1)), d_c_hat
+
+    def weight_grads(self, x, h0, h_hat0, output, needed) -> tuple[Tensor | None, ...]:
+        """∂L/∂x and ∂L/∂ of each ``HyperTensors`` field, summed over all steps."""
+        ws, hyper_output = self.ws, self.saved.hyper_output
+        d_hyper_y = workspace.take(self.d_hyper_y.shape, self.d_hyper_y).copy_(self.d_hyper_y)  # contiguous
+        d_x, d_weight_x, _ = _input_grads((needed[0], needed[5], False), self.d_xw, x, ws.weight_x)
+        d_x_hyper, d_hyper_weight_x, d_hyper_bias = _input_grads(needed[:1] + needed[6:8], d_hyper_y, x, ws.hyper_weight_x)
+        if d_x is not None:
+            d_x = d_x + d_x_hyper
+        flat_d_z = self.d_z.flatten(0, 1)
+        d_weight_z = matmul_nt(hyper_output.flatten(0, 1).t().contiguous(), flat_d_z.t()).t()  # Σ ∂L/∂z_tᵀ ĥ_t
+        grads = (
+            d_x,
+            d_weight_x,
+            d_hyper_weight_x,
+            d_hyper_bias,
+            _recurrent_weight_grad(self.d_from_h, h0, output),
+            _recurrent_weight_grad(d_hyper_y, h_hat0, hyper_output),
+            d_weight_z,
+            flat_d_z.sum(0),
+            self.d_weight_dz,
+            self.d_bias.sum(0).flatten(),
+        )
+        workspace.give(d_hyper_y)
+        return grads
+
+    def release(self) -> None:
+        """Give the per-step gradient buffers back to the workspace."""
+        workspace.give(self.d_xw, self.d_from_h, self.d_z)

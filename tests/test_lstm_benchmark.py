@@ -1,0 +1,25 @@
+"""The recurrent step-time benchmark runs and prints its rows (a smoke test: timings are not
+checked; benchmarks print figures, tests do not time)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lstm_step_time_prints_equal_size_and_matched_rows_with_their_spread():
+    args = ["--rounds", "2", "--warmup", "0", "--batch", "2", "--seq", "3", "--allocator", "default", "--clock", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "benchmarks/lstm_step_time.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "allocator: glibc defaults" in out and "cpu clock" in out and "1 thread(s)" in out
+    lines = out.strip().splitlines()
+    assert lines[1].startswith("model ")
+    rows = {line.split("  ")[0].strip(): line for line in lines[2:]}
+    assert set(rows) == {"HyperLSTM", "LN-LSTM", "nn.LSTM", "LN-LSTM 365 (params)", "nn.LSTM 365 (params)"}
+    assert "652,338" in rows["HyperLSTM"] and "≤ 2.5:" in rows["HyperLSTM"] and "≤ 1.25:" in rows["LN-LSTM"]
+    assert "1.00   1.00–1.00" in rows["nn.LSTM"]  # the baseline against itself
