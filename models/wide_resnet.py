@@ -68,7 +68,8 @@ class WideResNet(nn.Module):
 
     Args:
         depth: total depth d, of the form 6n + 4 (n blocks per stage).
-        width: width factor k; stage channels are 16k, 32k, 64k.
+        width: width factor k; stage channels are 16k, 32k, 64k (rounded: 0.5 gives 8, 16, 32,
+            a narrower plain net).
         num_classes: classifier outputs.
         in_channels: channels of the input images.
         dropout: dropout between the two convs of each block.
@@ -78,7 +79,7 @@ class WideResNet(nn.Module):
         self,
         *,
         depth: int = 16,
-        width: int = 1,
+        width: float = 1,
         num_classes: int = 10,
         in_channels: int = 3,
         dropout: float = 0.0,
@@ -90,7 +91,7 @@ class WideResNet(nn.Module):
         )
         self.blocks_per_stage = (depth - 4) // 6
         self.stem = conv3x3(in_channels, STEM_CHANNELS)
-        channels = [STEM_CHANNELS] + [c * width for c in STAGE_CHANNELS]
+        channels = [STEM_CHANNELS] + [max(1, round(c * width)) for c in STAGE_CHANNELS]
         self.stages = nn.ModuleList(
             self._stage(channels[s], channels[s + 1], 1 if s == 0 else 2, dropout) for s in range(3)
         )
@@ -181,10 +182,12 @@ class HyperResNet(Wrapped):
         super().__init__(target=target, source=spec, include=BLOCK_CONVS)
 
 
-def _check_arguments(depth: int, width: int, num_classes: int, in_channels: int, dropout: float) -> None:
+def _check_arguments(depth: int, width: float, num_classes: int, in_channels: int, dropout: float) -> None:
     if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(f"depth must be of the form 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth!r}")
-    for name, value in (("width", width), ("num_classes", num_classes), ("in_channels", in_channels)):
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"width must be a positive number (1, 2, 10, or 0.5 for half the channels), got {width!r}")
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not 0.0 <= dropout < 1.0:

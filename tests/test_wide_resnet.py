@@ -60,6 +60,14 @@ def test_paper_model_counts(name, trainable, plain, ratio, breakdown):
         assert count.breakdown == breakdown
 
 
+def test_a_fractional_width_narrows_the_plain_network():
+    model = create_model("wrn10_1", width=0.5)  # stages of 8, 16, 32 channels
+    assert [stage[0].conv1.out_channels for stage in model.stages] == [8, 16, 32]
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+    with pytest.raises(ValueError, match="tile_channels=16 must divide"):  # 8 channels are not whole tiles
+        create_model("hyper_wrn10_1", width=0.5)
+
+
 def test_the_generator_outweighs_a_small_target():
     # README: the generator alone (75,920) outweighs a plain WRN-10-1, so hyper WRN-10-1 is larger.
     count = count_parameters(create_model("hyper_wrn10_1"))
