@@ -103,3 +103,13 @@ def test_readme_digits_sweep_sizes_are_what_the_sweep_builds():
         if method == "pruned":  # counted on non-zero weights: what pruning leaves
             size = pruned_size(network, point.knobs["amount"])
         assert (trainable, compression) == (f"{size:,}", f"{count.plain_equivalent / size:.2f}x"), (method, knobs)
+
+
+def test_the_two_commands_are_at_the_top_and_ci_runs_the_test_command():
+    block = README.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2 and commands[1].endswith("python -m pytest")
+    assert all("--extra-index-url https://download.pytorch.org/whl/cpu" in c for c in commands)  # CPU-safe
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[1] in ci  # CI runs exactly the README's test command
+    assert "../shared" not in README
