@@ -5,6 +5,7 @@ import torch
 
 from models.hyper_lstm import HyperLSTM, HyperLSTMLayer
 from models.lstm import LNLSTM
+from reference_lstm import hyper_lstm_step  # the paper's equations, gate by gate, nothing fused
 
 B, T, I, H, HH, NZ = 3, 6, 5, 12, 7, 4
 SIZES = dict(input_size=I, hidden_size=H)
@@ -12,41 +13,6 @@ HYPER = dict(hyper_size=HH, embedding_dim=NZ)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def layer_norm(v, weight, bias, eps=1e-5):
-    mean = v.mean(-1, keepdim=True)
-    var = ((v - mean) ** 2).mean(-1, keepdim=True)
-    return (v - mean) / torch.sqrt(var + eps) * weight + bias
-
-
-def lstm_update(pre_gates, c, update):
-    """LN per gate, σ(f + 1), LN(c): pre_gates is a list [i, f, g, o] of (B, n)."""
-    w, b = update.gate_weight, update.gate_bias
-    i, f, g, o = (layer_norm(p, w[k], b[k]) for k, p in enumerate(pre_gates))
-    c = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(layer_norm(c, update.cell_norm.weight, update.cell_norm.bias)), c
-
-
-def reference_step(layer, x_t, h, c, h_hat, c_hat):
-    """One HyperLSTM step written from the paper's equations, gate by gate, nothing fused."""
-    hyper = layer.hyper
-    x_hat = torch.cat([x_t, h], -1)
-    pre_hat = x_hat @ hyper.weight_x.T + h_hat @ hyper.weight_h.T + hyper.bias
-    h_hat, c_hat = lstm_update(list(pre_hat.chunk(4, -1)), c_hat, hyper.update)
-    w_z, b_z = layer.to_z.weight, layer.to_z.bias
-    gates = []
-    for k in range(4):
-        rows_z_h, rows_z_x = slice(k * NZ, (k + 1) * NZ), slice((4 + k) * NZ, (5 + k) * NZ)
-        z_h = h_hat @ w_z[rows_z_h].T + b_z[rows_z_h]
-        z_x = h_hat @ w_z[rows_z_x].T + b_z[rows_z_x]
-        z_b = h_hat @ layer.to_z_b.weight[k * NZ : (k + 1) * NZ].T
-        d_h, d_x = z_h @ layer.weight_hz[k].T, z_x @ layer.weight_xz[k].T
-        rows = slice(k * H, (k + 1) * H)
-        b = z_b @ layer.weight_bz[k].T + layer.bias[rows]
-        gates.append(d_h * (h @ layer.weight_h[rows].T) + d_x * (x_t @ layer.weight_x[rows].T) + b)
-    h, c = lstm_update(gates, c, layer.update)
-    return h, c, h_hat, c_hat
 
 
 def randomize_(module, scale=0.3):
@@ -69,7 +35,7 @@ def test_matches_reference_equations_and_their_gradients():
     output, final = model(x, state)
     ref, ref_outputs = tuple(s[0] for s in state), []
     for t in range(T):
-        ref = reference_step(layer, x[:, t], *ref)
+        ref = hyper_lstm_step(layer, x[:, t], *ref)
         ref_outputs.append(ref[0])
     torch.testing.assert_close(output, torch.stack(ref_outputs, 1))
     for got, want in zip(final, ref):
