@@ -43,7 +43,8 @@ def draw_curves(entries: list[Entry], metric: str, title: str = "", axes: Sequen
         _draw(ax, entries, axis)
         ax.set_xlabel(AXIS_LABELS[axis])
     panels[0].set_ylabel(cost_name(metric))
-    panels[0].legend(fontsize=8)
+    # Beside the last panel, not over the points: a sweep has many methods.
+    panels[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.suptitle(title or "compression curve")
     fig.tight_layout()
     return fig
@@ -54,7 +55,7 @@ def plot_curves(
 ) -> Path:
     """Write the PNG of ``draw_curves`` and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    draw_curves(entries, metric, title, axes).savefig(path)
+    draw_curves(entries, metric, title, axes).savefig(path, bbox_inches="tight")  # the legend included
     return path
 
 
