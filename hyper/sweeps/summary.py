@@ -145,6 +145,12 @@ def summary_table(entries: list[Entry], metric: str) -> str:
     return "\n".join(lines)
 
 
+def default_tolerance(metric: str) -> float:
+    """How much worse than the reference counts as as good: 1 point of error for accuracies,
+    0.1 otherwise (bits per character: about 5% of a character model's)."""
+    return 1.0 if metric.endswith("acc") else 0.1
+
+
 def smallest_within(entries: list[Entry], *, reference: str = "plain", points: float = 1.0) -> str:
     """A Markdown table: for each method, its smallest stored size (bytes) whose mean cost is
     within ``points`` of the ``reference`` method's best mean cost ("-" where none is)."""
@@ -153,7 +159,7 @@ def smallest_within(entries: list[Entry], *, reference: str = "plain", points: f
         return ""
     limit = min(base) + points
     lines = [
-        f"| method | smallest bytes within {points:g} point(s) of {reference} ({min(base):.2f}) | knobs | byte compression |",
+        f"| method | smallest bytes within {points:g} of {reference}'s {min(base):.2f} | knobs | byte compression |",
         "|---|---:|---|---:|",
     ]
     for method in dict.fromkeys(e.method for e in entries):

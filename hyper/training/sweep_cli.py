@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from hyper.sweeps import finish, load_sweep, parse_shard, read_rows, run_sweep, summarize, summary_table
-from hyper.sweeps.summary import smallest_within
+from hyper.sweeps.summary import default_tolerance, smallest_within
 from hyper.sweeps.grid import Point, set_path
 from hyper.sweeps.plot import default_axes, plot_curves
 from hyper.training.errors import USER_ERRORS, one_line
@@ -90,6 +90,9 @@ def plot_command(args: Sequence[str], *, config_dir: Path = Path("configs")) -> 
                         help="compression axis: parameters, bytes, or both side by side (default; "
                         "params only for results without byte counts)")
     parser.add_argument("--compare-to", help="measure compression against this method's network (a sweep's compare_to)")
+    parser.add_argument("--within", type=float, help="the tolerance of the smallest-size table: how much "
+                        "worse than plain counts as as good (default: 1 point of error for accuracies, "
+                        "0.1 of other metrics, e.g. bits per character)")
     parser.add_argument("--out", help="the PNG to write (default: beside the results)")
     options = _parse(parser, args, required={"results": "a results folder (results/NAME)"})
     source = Path(options.results)
@@ -97,7 +100,7 @@ def plot_command(args: Sequence[str], *, config_dir: Path = Path("configs")) -> 
     if not entries:
         raise ValueError(f"no row in {source} has the metric {options.metric!r}")
     print(summary_table(entries, options.metric))
-    within = smallest_within(entries)
+    within = smallest_within(entries, points=options.within if options.within is not None else default_tolerance(options.metric))
     if within:
         print(f"\n{within}")
     folder = source if source.is_dir() else source.parent
