@@ -45,6 +45,8 @@ Speed: each layer runs as one autograd operation with a hand-written backward
 the whole sequence before the loop (d_x multiplies W_x x_t elementwise, so it can be applied
 per step afterwards); per step one matmul of h_{t-1} gives W_h h and the hyper LSTM's h-part, one of ĥ_{t-1} the rest
 of its gates, one gives z_h, z_x, z_b, one batched matmul all the scaling vectors and the bias.
+On CPU the elementwise work of a step (both LSTM updates, y from d and the projections, and
+their backward) runs in fused C++ kernels (``models.fused_kernels``), built on first use.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from models import workspace
+from models import fused_kernels, workspace
 from models.cpu_linear import StepLinear, matmul_nt
 from models.lstm_scan import Norms, _input_grads, _recurrent_weight_grad
 from models.lstm_update import (
@@ -64,12 +64,13 @@ class _Saved(NamedTuple):
     hyper: Saved  # the hyper LSTM's update
     main: Saved  # the main LSTM's update
     z: Tensor  # (T, B, 12 N_z)
-    wh: Tensor  # (T, B, 4H) W_h h_{t-1}
+    from_h: Tensor  # (T, B, 4H + 4Ĥ) W_h h_{t-1}, then the hyper LSTM's h-part
+    d: Tensor  # (T, 12, B, H) d_h, d_x, d_b (gate-major, as the batched matmul writes them)
     xw: Tensor  # (T, B, 4H) W_x x_t
     hyper_output: Tensor  # (T, B, Ĥ) ĥ_t
 
     def buffers(self) -> tuple[Tensor | None, ...]:
-        return (*self.hyper, *self.main, self.z, self.wh, self.xw, self.hyper_output)
+        return (*self.hyper, *self.main, self.z, self.from_h, self.d, self.xw, self.hyper_output)
 
     @classmethod
     def from_buffers(cls, buffers: tuple[Tensor | None, ...]) -> _Saved:
@@ -111,9 +112,16 @@ def _update_weights(
     return main, hyper
 
 
-def _gate_major(v: Tensor) -> Tensor:
-    """(B, 4H) → a (4, B, H) view."""
-    return v.unflatten(-1, (4, -1)).transpose(0, 1)
+def _by_kind(d: Tensor) -> tuple[tuple[Tensor, ...], ...]:
+    """d (T, 12, B, H) → every step's d_h, d_x, d_b as (B, 4, H) views, kind by kind."""
+    steps, _, batch, hidden = d.shape
+    kinds = d.view(steps, 3, 4, batch, hidden).transpose(2, 3)  # (T, 3, B, 4, H)
+    return tuple(kinds[:, k].unbind(0) for k in range(3))
+
+
+def _split_from_h(from_h: Tensor, hidden: int) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """(T, B, 4H + 4Ĥ) → every step's main part as (B, 4, H) views and hyper part (B, 4Ĥ)."""
+    return from_h[..., : 4 * hidden].unflatten(-1, (4, hidden)).unbind(0), from_h[..., 4 * hidden :].unbind(0)
 
 
 def _forward(
@@ -126,7 +134,12 @@ def _forward(
     *,
     save: bool,
 ) -> tuple[Tensor, tuple[Tensor, ...], _Saved | None]:
-    """output (T, B, H), the final state and, with ``save``, the buffers for the backward."""
+    """output (T, B, H), the final state and, with ``save``, the buffers for the backward.
+
+    Every step's views of the sequence buffers are made before the loop (``unbind``), so that
+    the loop body is the arithmetic alone; without ``save`` the HyperLSTM's own buffers hold
+    one step, reused.
+    """
     h, c, h_hat, c_hat = state
     (steps, batch, _), hidden, hyper_size = x.shape, h.shape[1], h_hat.shape[1]
     flat_x = x.flatten(0, 1)
@@ -134,38 +147,55 @@ def _forward(
     hyper_xw = matmul_nt(flat_x, ws.hyper_weight_x, ws.hyper_bias).view(steps, batch, 4 * hyper_size)
     from_h, hyper_rec = StepLinear(ws.weight_from_h, batch), StepLinear(ws.hyper_weight_h, batch)
     to_z = StepLinear(ws.weight_z, batch, ws.bias_z)
-    d_bias = ws.bias.new_zeros(KINDS_GATES, 1, hidden)  # (12, 1, H): b_0 on the bias kind only
-    d_bias[2 * 4 :, 0] = ws.bias.view(4, hidden)
+    # (12, B, H): b_0 in the bias kind's rows, repeated over the batch (baddbmm ran ~30% slower
+    # given a broadcast input)
+    d_bias = ws.bias.new_zeros(3, 4, batch, hidden)
+    d_bias[2] = ws.bias.view(4, 1, hidden)
+    d_bias = d_bias.view(KINDS_GATES, batch, hidden)
     output = x.new_empty(steps, batch, hidden)
-    saved = _saved_buffers(steps, batch, hidden, hyper_size, ws, main_w.layer_norm, xw) if save else None
-    hyper_output = saved.hyper_output if save else x.new_empty(steps, batch, hyper_size)
+    saved = _saved_buffers(steps if save else 1, batch, hidden, hyper_size, ws, main_w.layer_norm, xw, save)
+    n = steps if save else 1  # steps the HyperLSTM's buffers hold
+    z_rows, from_h_rows, d_steps = saved.z.unbind(0), saved.from_h.unbind(0), saved.d.unbind(0)
+    z_gates = saved.z.view(n, batch, KINDS_GATES, -1).transpose(1, 2).unbind(0)  # (12, B, N_z) each
+    wh, hyper_part = _split_from_h(saved.from_h, hidden)
+    d_h, d_x, d_b = _by_kind(saved.d)
+    main_steps, hyper_steps = (saved.main.steps(), saved.hyper.steps()) if save else ([None], [None])
+    xw_steps, hyper_xw_steps = xw.view(steps, batch, 4, hidden).unbind(0), hyper_xw.unbind(0)
+    outputs, hyper_outputs = output.unbind(0), saved.hyper_output.unbind(0)
+    masks = (None,) * steps if mask is None else mask.unbind(0)
+    y = x.new_empty(batch, 4, hidden)  # the main gates' pre-activations of one step
+    fused = fused_kernels.kernels() if fused_kernels.usable(x) else None
     for t in range(steps):
-        wh, hyper_y = from_h(h).split([4 * hidden, 4 * hyper_size], 1)  # W_h h, W_ĥx,h h: (B, 4H), (B, 4Ĥ)
-        hyper_y = hyper_rec(h_hat, add=hyper_y.add_(hyper_xw[t])).view(batch, 4, hyper_size)
-        hyper_out, main_out = (None, None) if saved is None else (saved.hyper.step(t), saved.main.step(t))
-        h_hat, c_hat = update_forward(hyper_y, c_hat, hyper_w, out=hyper_out, h_out=hyper_output[t])
-        z = to_z(h_hat)  # (B, 12 N_z)
-        d = torch.baddbmm(d_bias, z.view(batch, KINDS_GATES, -1).transpose(0, 1), ws.weight_dz)  # (12, B, H)
-        d_h, d_x, d_b = d.view(3, 4, batch, hidden)
-        y = torch.addcmul(torch.addcmul(d_b, d_h, _gate_major(wh)), d_x, _gate_major(xw[t]))  # (4, B, H)
-        step_mask = None if mask is None else mask[t]
-        h, c = update_forward(y.transpose(0, 1), c, main_w, step_mask, out=main_out, h_out=output[t])
-        if saved is not None:
-            saved.z[t].copy_(z)
-            saved.wh[t].copy_(wh)
-    # c and ĉ (and ĥ) are views of pooled buffers when saving
-    return output, (h, c.clone(), h_hat.clone(), c_hat.clone()), saved
+        s = t if save else 0
+        from_h_rows[s].copy_(from_h(h))  # W_h h_{t-1}, W_ĥx,h h_{t-1}: one matmul
+        hyper_y = hyper_rec(h_hat, add=hyper_xw_steps[t]).add_(hyper_part[s]).view(batch, 4, hyper_size)
+        h_hat, c_hat = update_forward(hyper_y, c_hat, hyper_w, out=hyper_steps[s], h_out=hyper_outputs[s])
+        z_rows[s].copy_(to_z(h_hat))  # z_h, z_x, z_b of every gate: (B, 12 N_z)
+        torch.baddbmm(d_bias, z_gates[s], ws.weight_dz, out=d_steps[s])  # d_h, d_x, d_b: (12, B, H)
+        if fused is not None:  # y = d_b + d_h ⊙ W_h h + d_x ⊙ W_x x in one pass
+            fused.hyper_gates(d_steps[s], wh[s], xw_steps[t], y)
+        else:
+            torch.addcmul(d_b[s], d_h[s], wh[s], out=y).addcmul_(d_x[s], xw_steps[t])
+        h, c = update_forward(y, c, main_w, masks[t], out=main_steps[s], h_out=outputs[t])
+    final = (h, c.clone(), h_hat.clone(), c_hat.clone())  # c and ĉ (and ĥ) are views of pooled buffers
+    if not save:
+        workspace.give(*saved.buffers())
+        return output, final, None
+    return output, final, saved
 
 
 def _saved_buffers(
-    steps: int, batch: int, hidden: int, hyper_size: int, ws: HyperTensors, layer_norm: bool, xw: Tensor
+    steps: int, batch: int, hidden: int, hyper_size: int, ws: HyperTensors, layer_norm: bool, xw: Tensor, save: bool
 ) -> _Saved:
-    """Pooled sequence buffers (``models.workspace``); W_x x is the forward's own."""
+    """Pooled sequence buffers (``models.workspace``); W_x x is the forward's own. Without
+    ``save`` the updates' buffers are left out (None)."""
+    updates = (saved_buffers(steps, batch, size, layer_norm=layer_norm, like=xw) for size in (hyper_size, hidden))
+    nothing = Saved(*(None,) * len(Saved._fields))
     return _Saved(
-        hyper=saved_buffers(steps, batch, hyper_size, layer_norm=layer_norm, like=xw),
-        main=saved_buffers(steps, batch, hidden, layer_norm=layer_norm, like=xw),
+        *(updates if save else (nothing, nothing)),
         z=workspace.take((steps, batch, ws.weight_z.shape[0]), xw),
-        wh=workspace.take((steps, batch, 4 * hidden), xw),
+        from_h=workspace.take((steps, batch, ws.weight_from_h.shape[0]), xw),
+        d=workspace.take((steps, KINDS_GATES, batch, hidden), xw),
         xw=xw,
         hyper_output=workspace.take((steps, batch, hyper_size), xw),
     )
@@ -188,8 +218,9 @@ class _HyperLSTMLayerScan(torch.autograd.Function):
         x, h0, h_hat0, output, *tensors = ctx.saved_tensors
         ws, saved = HyperTensors(*tensors[: ctx.n_weights]), _Saved.from_buffers(tuple(tensors[ctx.n_weights :]))
         grads = _Backward(ctx, ws, saved, d_output)
+        d_outputs = d_output.unbind(0)
         for t in reversed(range(output.shape[0])):
-            d_h, d_c, d_h_hat, d_c_hat = grads.step(t, d_output[t] + d_h, d_c, d_h_hat, d_c_hat)
+            d_h, d_c, d_h_hat, d_c_hat = grads.step(t, d_outputs[t] + d_h, d_c, d_h_hat, d_c_hat)
         d_weights = grads.weight_grads(x, h0, h_hat0, output, ctx.needs_input_grad)
         grads.release()
         if not workspace.graph_kept():
@@ -210,45 +241,61 @@ class _Backward:
         # per step: ∂L/∂(W_x x_t), [∂L/∂(W_h h_{t-1}), ∂L/∂ŷ_t] side by side, ∂L/∂z_t
         self.d_xw = workspace.take((steps, batch, 4 * hidden), d_output)
         self.d_from_h = workspace.take((steps, batch, 4 * hidden + 4 * hyper_size), d_output)
-        self.d_wh, self.d_hyper_y = self.d_from_h.split([4 * hidden, 4 * hyper_size], -1)
         self.d_z = workspace.take((steps, batch, KINDS_GATES * n_z), d_output)
         self.d_weight_dz = torch.zeros_like(ws.weight_dz)  # (12, N_z, H)
-        self.d_bias = d_output.new_zeros(batch, 4, hidden)
+        self.fused = fused_kernels.kernels() if fused_kernels.usable(d_output) else None
+        self.d_bias = d_output.new_zeros(1 if self.fused else batch, 4, hidden)  # summed over the batch by the kernel
         self.from_h_t = StepLinear(ws.weight_from_h.t(), batch)
         self.hyper_rec_t = StepLinear(ws.hyper_weight_h.t(), batch)
-        self.dd = d_output.new_empty(3, 4, batch, hidden)  # ∂L/∂d of one step
         self.to_z_t = StepLinear(ws.weight_z.t(), batch)
         self.weight_dz_t = ws.weight_dz.transpose(1, 2)  # (12, H, N_z)
+        # ∂L/∂d of one step, (12, B, H), and its kinds as (B, 4, H) views
+        self.dd = d_output.new_empty(KINDS_GATES, batch, hidden)
+        self.dd_h, self.dd_x, self.dd_b = self.dd.view(3, 4, batch, hidden).transpose(1, 2).unbind(0)
+        # every step's views, made once (see _forward)
+        self.main_steps, self.hyper_steps = saved.main.steps(), saved.hyper.steps()
+        self.scales = _by_kind(saved.d)[:2]  # d_h, d_x
+        self.d_steps = saved.d.unbind(0)
+        self.wh = _split_from_h(saved.from_h, hidden)[0]
+        self.xw = saved.xw.view(steps, batch, 4, hidden).unbind(0)
+        self.z_t = saved.z.view(steps, batch, KINDS_GATES, n_z).permute(0, 2, 3, 1).unbind(0)  # (12, N_z, B)
+        self.d_wh, d_hyper_y = _split_from_h(self.d_from_h, hidden)
+        self.d_hyper_rows = d_hyper_y  # (B, 4Ĥ), rows strided
+        self.d_hyper_y = [v.view(batch, 4, hyper_size) for v in d_hyper_y]
+        self.d_from_h_rows, self.d_xw_steps = self.d_from_h.unbind(0), self.d_xw.view(steps, batch, 4, hidden).unbind(0)
+        self.d_z_rows = self.d_z.unbind(0)
+        self.d_z_gates = self.d_z.view(steps, batch, KINDS_GATES, n_z).transpose(1, 2).unbind(0)  # (12, B, N_z)
 
     def step(self, t: int, d_h: Tensor, d_c: Tensor, d_h_hat: Tensor, d_c_hat: Tensor) -> tuple[Tensor, ...]:
         """Step t's backward: ∂L/∂h_t (all of it), ∂L/∂c_t, and ∂L/∂ĥ_t, ∂L/∂ĉ_t from later
         steps → the same for t − 1."""
-        batch, hidden = d_h.shape
-        saved = self.saved
-        dy, d_c = update_backward(d_h, d_c, saved.main.step(t), self.main_w, self.main_grads)  # (B, 4, H)
-        self.d_bias.add_(dy)
-        z = saved.z[t].view(batch, KINDS_GATES, -1)
-        # d_h, d_x again from z (cheaper than keeping them: 8 of the 12 (kind, gate) products)
-        d_scales = torch.bmm(z[:, :8].transpose(0, 1), self.ws.weight_dz[:8]).view(2, 4, batch, hidden)
-        torch.mul(dy, d_scales[0].transpose(0, 1), out=self.d_wh[t].view(batch, 4, hidden))
-        torch.mul(dy, d_scales[1].transpose(0, 1), out=self.d_xw[t].view(batch, 4, hidden))
-        dy_g, dd = dy.transpose(0, 1), self.dd  # (4, B, H); ∂L/∂d = ∂L/∂y ⊙ (W_h h, W_x x, 1)
-        torch.mul(dy_g, _gate_major(saved.wh[t]), out=dd[0])
-        torch.mul(dy_g, _gate_major(saved.xw[t]), out=dd[1])
-        dd[2].copy_(dy_g)
-        dd = dd.view(KINDS_GATES, batch, hidden)
-        self.d_weight_dz.baddbmm_(z.permute(1, 2, 0), dd)  # Σ_b z ⊗ ∂L/∂d per (kind, gate)
-        self.d_z[t].view(batch, KINDS_GATES, -1).copy_(torch.bmm(dd, self.weight_dz_t).transpose(0, 1))
-        d_h_hat = self.to_z_t(self.d_z[t], add=d_h_hat)  # ∂L/∂ĥ_t: through z_t, and from step t + 1
-        d_hyper_y, d_c_hat = update_backward(d_h_hat, d_c_hat, saved.hyper.step(t), self.hyper_w, self.hyper_grads)
-        self.d_hyper_y[t] = d_hyper_y.view(batch, -1)
-        d_h = self.from_h_t(self.d_from_h[t])  # into h_{t-1} through W_h h and through ŷ
-        return d_h, d_c, self.hyper_rec_t(d_hyper_y.view(batch, -1)), d_c_hat
+        dy, d_c = update_backward(d_h, d_c, self.main_steps[t], self.main_w, self.main_grads)  # (B, 4, H)
+        if self.fused is not None:  # the five products below and the bias sum in one pass
+            self.fused.hyper_gates_backward(
+                dy, self.d_steps[t], self.wh[t], self.xw[t], self.d_wh[t], self.d_xw_steps[t], self.dd, self.d_bias[0]
+            )
+        else:
+            self.d_bias.add_(dy)
+            torch.mul(dy, self.scales[0][t], out=self.d_wh[t])  # into W_h h_{t-1}, through d_h
+            torch.mul(dy, self.scales[1][t], out=self.d_xw_steps[t])  # into W_x x_t, through d_x
+            # ∂L/∂d = ∂L/∂y ⊙ (W_h h, W_x x, 1)
+            torch.mul(dy, self.wh[t], out=self.dd_h)
+            torch.mul(dy, self.xw[t], out=self.dd_x)
+            self.dd_b.copy_(dy)
+        self.d_weight_dz.baddbmm_(self.z_t[t], self.dd)  # Σ_b z ⊗ ∂L/∂d per (kind, gate)
+        torch.bmm(self.dd, self.weight_dz_t, out=self.d_z_gates[t])
+        d_h_hat = self.to_z_t(self.d_z_rows[t], add=d_h_hat)  # ∂L/∂ĥ_t: through z_t, and from step t + 1
+        d_hyper_y, d_c_hat = update_backward(
+            d_h_hat, d_c_hat, self.hyper_steps[t], self.hyper_w, self.hyper_grads, dy_out=self.d_hyper_y[t]
+        )
+        d_h = self.from_h_t(self.d_from_h_rows[t])  # into h_{t-1} through W_h h and through ŷ
+        return d_h, d_c, self.hyper_rec_t(self.d_hyper_rows[t]), d_c_hat
 
     def weight_grads(self, x, h0, h_hat0, output, needed) -> tuple[Tensor | None, ...]:
         """∂L/∂x and ∂L/∂ of each ``HyperTensors`` field, summed over all steps."""
         ws, hyper_output = self.ws, self.saved.hyper_output
-        d_hyper_y = workspace.take(self.d_hyper_y.shape, self.d_hyper_y).copy_(self.d_hyper_y)  # contiguous
+        d_hyper_y = self.d_from_h[..., self.d_xw.shape[-1] :]  # (T, B, 4Ĥ) ∂L/∂ŷ_t
+        d_hyper_y = workspace.take(d_hyper_y.shape, d_hyper_y).copy_(d_hyper_y)  # contiguous
         d_x, d_weight_x, _ = _input_grads((needed[0], needed[5], False), self.d_xw, x, ws.weight_x)
         d_x_hyper, d_hyper_weight_x, d_hyper_bias = _input_grads(needed[:1] + needed[6:8], d_hyper_y, x, ws.hyper_weight_x)
         if d_x is not None:

@@ -97,10 +97,11 @@ def _forward(
     xw = matmul_nt(x.flatten(0, 1), weight_x, bias).view(steps, batch, 4 * hidden)  # every step's input at once
     saved = saved_buffers(steps, batch, hidden, layer_norm=w.layer_norm, like=h) if save else None
     recurrent, output = StepLinear(weight_h, batch), x.new_empty(steps, batch, hidden)
-    for t in range(steps):
-        y = recurrent(h, add=xw[t]).view(batch, 4, hidden)  # W_h h_{t-1} + W_x x_t + b, all gates
-        step_mask, step_saved = None if mask is None else mask[t], None if saved is None else saved.step(t)
-        h, c = update_forward(y, c, w, step_mask, out=step_saved, h_out=output[t])
+    # every step's views at once (``Saved.steps``)
+    masks, saved_steps = (None,) * steps if mask is None else mask.unbind(0), [None] * steps if saved is None else saved.steps()
+    for t, (xw_t, output_t) in enumerate(zip(xw.unbind(0), output.unbind(0))):
+        y = recurrent(h, add=xw_t).view(batch, 4, hidden)  # W_h h_{t-1} + W_x x_t + b, all gates
+        h, c = update_forward(y, c, w, masks[t], out=saved_steps[t], h_out=output_t)
     return output, h, c, saved
 
 
@@ -122,10 +123,11 @@ class _LSTMLayerScan(torch.autograd.Function):
         d_xw = workspace.take((steps, batch, 4 * hidden), d_output)  # ∂L/∂y_t for every step
         grads = UpdateGrads(w, batch)
         recurrent_t = StepLinear(weight_h.t(), batch)  # ∂L/∂h_{t-1} = ∂L/∂y_t W_h
+        saved_steps, d_outputs, d_xw_steps = saved.steps(), d_output.unbind(0), d_xw.unbind(0)
         for t in reversed(range(steps)):
-            dy, d_c = update_backward(d_output[t] + d_h, d_c, saved.step(t), w, grads)
-            d_xw[t] = dy.view(batch, 4 * hidden)
-            d_h = recurrent_t(d_xw[t])
+            d_y = d_xw_steps[t].view(batch, 4, hidden)  # ∂L/∂y_t goes straight into its sequence buffer
+            _, d_c = update_backward(d_outputs[t] + d_h, d_c, saved_steps[t], w, grads, dy_out=d_y)
+            d_h = recurrent_t(d_xw_steps[t])
         input_grads = _input_grads(ctx.needs_input_grad[:3], d_xw, x, weight_x)
         d_weight_h = _recurrent_weight_grad(d_xw, h0, output)
         workspace.give(d_xw)

@@ -1,10 +1,14 @@
-"""The fused recurrent loops (hand-written backward) against autograd through the equations."""
+"""The fused recurrent loops (hand-written backward) against autograd through the equations,
+with the step's arithmetic in the fused C++ kernels and in eager operations."""
+
+import os
+import shutil
 
 import pytest
 import torch
 from torch.func import functional_call
 
-from models import workspace
+from models import fused_kernels, workspace
 from models.cpu_linear import onednn_usable
 from models.hyper_lstm import HyperLSTMLayer
 from models.lstm import LSTMLayer
@@ -14,6 +18,26 @@ B, T, I, H, HH, NZ = 3, 5, 4, 6, 5, 3
 CASES = [("lstm", True), ("lstm", False), ("hyper", True), ("hyper", False)]  # (core, layer_norm)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def require_fused_kernels():
+    """The kernels must build wherever a C++ compiler is found (a silent fallback would leave
+    the fast path untested); skipped where they are switched off or cannot be compiled."""
+    if not fused_kernels.enabled:
+        pytest.skip(f"{fused_kernels.ENV_SWITCH}=0")
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("no C++ compiler: the eager path runs")
+    assert fused_kernels.kernels() is not None, "the fused kernels failed to build (see the warning)"
+
+
+@pytest.fixture(params=["fused", "eager"])
+def kernels(request, monkeypatch):
+    """Run a test with the fused kernels, then with them switched off."""
+    if request.param == "fused":
+        require_fused_kernels()
+    else:
+        monkeypatch.setattr(fused_kernels, "enabled", False)
+    return request.param
 
 
 def make_layer(core, layer_norm, dtype=torch.float64, sizes=(I, H, HH, NZ)):
@@ -53,7 +77,7 @@ def loss_of(output, final, probes):
 
 @pytest.mark.parametrize("carried", [True, False], ids=["carried_state", "zero_state"])
 @pytest.mark.parametrize("core, layer_norm", CASES)
-def test_hand_written_backward_matches_autograd(core, layer_norm, carried):
+def test_hand_written_backward_matches_autograd(core, layer_norm, carried, kernels):
     layer = make_layer(core, layer_norm)
     x = torch.randn(B, T, I, dtype=torch.float64, requires_grad=True)
     state = make_state(layer, carried)
@@ -75,7 +99,7 @@ def test_hand_written_backward_matches_autograd(core, layer_norm, carried):
 
 
 @pytest.mark.parametrize("core, layer_norm", CASES)
-def test_gradcheck(core, layer_norm):
+def test_gradcheck(core, layer_norm, kernels):
     """Finite differences, independent of any reference implementation."""
     layer = make_layer(core, layer_norm, sizes=(2, 3, 2, 2))
     names, params = zip(*layer.named_parameters())
@@ -147,3 +171,37 @@ def test_workspace_reuses_buffers_between_steps():
     assert len(pooled) >= 3  # the step gave its buffers back
     layer(torch.randn(B, T, I), make_state(layer, False, dtype=torch.float32))[0].sum().backward()
     assert pooled == {t.data_ptr() for free in workspace._free.values() for t in free}  # the same ones again
+
+
+@pytest.mark.parametrize("core, layer_norm", CASES)
+def test_fused_kernels_run_and_agree_with_the_eager_path(core, layer_norm, monkeypatch):
+    """float32, sizes that are not a multiple of the vector width, recurrent dropout on, state
+    carried: the same outputs and gradients either way, and the fused path really ran."""
+    require_fused_kernels()
+    layer = make_layer(core, layer_norm, dtype=torch.float32, sizes=(5, 37, 19, 3))
+    layer.recurrent_dropout = 0.3
+    x = torch.randn(4, 7, 5, requires_grad=True)
+    state = make_state(layer, True, batch=4, dtype=torch.float32)
+
+    def run():
+        torch.manual_seed(1)  # the same dropout mask
+        output, final = layer(x, state)
+        grads = torch.autograd.grad(output.square().sum() + final[1].sum(), [x, *state, *layer.parameters()])
+        return [output, *final, *grads]
+
+    calls = []
+    compiled = fused_kernels.kernels()
+
+    class Counting:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(compiled, name)
+
+    monkeypatch.setattr(fused_kernels, "_module", Counting())
+    fused = run()
+    expected = {"update_forward", "update_backward"} | ({"hyper_gates", "hyper_gates_backward"} if core == "hyper" else set())
+    assert set(calls) == expected
+    monkeypatch.setattr(fused_kernels, "enabled", False)
+    eager = run()
+    for a, b in zip(fused, eager):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
