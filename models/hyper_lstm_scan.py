@@ -72,6 +72,11 @@ class _Saved(NamedTuple):
     def buffers(self) -> tuple[Tensor | None, ...]:
         return (*self.hyper, *self.main, self.z, self.from_h, self.d, self.xw, self.hyper_output)
 
+    def pooled(self) -> tuple[Tensor | None, ...]:
+        """The buffers taken from ``models.workspace`` (all but W_x x, the matmul's own output:
+        given to the pool too, it would grow the pool by one buffer every step)."""
+        return tuple(b for b in self.buffers() if b is not self.xw)
+
     @classmethod
     def from_buffers(cls, buffers: tuple[Tensor | None, ...]) -> _Saved:
         n = len(Saved._fields)
@@ -165,21 +170,22 @@ def _forward(
     masks = (None,) * steps if mask is None else mask.unbind(0)
     y = x.new_empty(batch, 4, hidden)  # the main gates' pre-activations of one step
     fused = fused_kernels.kernels() if fused_kernels.usable(x) else None
+    weight_dz, bias = ws.weight_dz.contiguous(), ws.bias.view(4, hidden)
     for t in range(steps):
         s = t if save else 0
         from_h_rows[s].copy_(from_h(h))  # W_h h_{t-1}, W_ĥx,h h_{t-1}: one matmul
         hyper_y = hyper_rec(h_hat, add=hyper_xw_steps[t]).add_(hyper_part[s]).view(batch, 4, hyper_size)
         h_hat, c_hat = update_forward(hyper_y, c_hat, hyper_w, out=hyper_steps[s], h_out=hyper_outputs[s])
         z_rows[s].copy_(to_z(h_hat))  # z_h, z_x, z_b of every gate: (B, 12 N_z)
-        torch.baddbmm(d_bias, z_gates[s], ws.weight_dz, out=d_steps[s])  # d_h, d_x, d_b: (12, B, H)
-        if fused is not None:  # y = d_b + d_h ⊙ W_h h + d_x ⊙ W_x x in one pass
-            fused.hyper_gates(d_steps[s], wh[s], xw_steps[t], y)
+        if fused is not None:  # d = z W_dz (+ b_0) and y = d_b + d_h ⊙ W_h h + d_x ⊙ W_x x, one call
+            fused.hyper_gates(z_rows[s], weight_dz, bias, wh[s], xw_steps[t], d_steps[s], y)
         else:
+            torch.baddbmm(d_bias, z_gates[s], ws.weight_dz, out=d_steps[s])  # d_h, d_x, d_b: (12, B, H)
             torch.addcmul(d_b[s], d_h[s], wh[s], out=y).addcmul_(d_x[s], xw_steps[t])
         h, c = update_forward(y, c, main_w, masks[t], out=main_steps[s], h_out=outputs[t])
     final = (h, c.clone(), h_hat.clone(), c_hat.clone())  # c and ĉ (and ĥ) are views of pooled buffers
     if not save:
-        workspace.give(*saved.buffers())
+        workspace.give(*saved.pooled())
         return output, final, None
     return output, final, saved
 
@@ -224,7 +230,7 @@ class _HyperLSTMLayerScan(torch.autograd.Function):
         d_weights = grads.weight_grads(x, h0, h_hat0, output, ctx.needs_input_grad)
         grads.release()
         if not workspace.graph_kept():
-            workspace.give(*saved.buffers())
+            workspace.give(*saved.pooled())
         main_norm_grads, hyper_norm_grads = grads.main_grads.finish(), grads.hyper_grads.finish()
         return (d_weights[0], d_h, d_c, d_h_hat, d_c_hat, *d_weights[1:], *main_norm_grads, *hyper_norm_grads,
                 None, None, None)
@@ -242,7 +248,7 @@ class _Backward:
         self.d_xw = workspace.take((steps, batch, 4 * hidden), d_output)
         self.d_from_h = workspace.take((steps, batch, 4 * hidden + 4 * hyper_size), d_output)
         self.d_z = workspace.take((steps, batch, KINDS_GATES * n_z), d_output)
-        self.d_weight_dz = torch.zeros_like(ws.weight_dz)  # (12, N_z, H)
+        self.d_weight_dz = torch.zeros_like(ws.weight_dz, memory_format=torch.contiguous_format)  # (12, N_z, H)
         self.fused = fused_kernels.kernels() if fused_kernels.usable(d_output) else None
         self.d_bias = d_output.new_zeros(1 if self.fused else batch, 4, hidden)  # summed over the batch by the kernel
         self.from_h_t = StepLinear(ws.weight_from_h.t(), batch)
@@ -259,6 +265,7 @@ class _Backward:
         self.wh = _split_from_h(saved.from_h, hidden)[0]
         self.xw = saved.xw.view(steps, batch, 4, hidden).unbind(0)
         self.z_t = saved.z.view(steps, batch, KINDS_GATES, n_z).permute(0, 2, 3, 1).unbind(0)  # (12, N_z, B)
+        self.z_rows, self.weight_dz = saved.z.unbind(0), ws.weight_dz.contiguous()
         self.d_wh, d_hyper_y = _split_from_h(self.d_from_h, hidden)
         self.d_hyper_rows = d_hyper_y  # (B, 4Ĥ), rows strided
         self.d_hyper_y = [v.view(batch, 4, hyper_size) for v in d_hyper_y]
@@ -270,9 +277,10 @@ class _Backward:
         """Step t's backward: ∂L/∂h_t (all of it), ∂L/∂c_t, and ∂L/∂ĥ_t, ∂L/∂ĉ_t from later
         steps → the same for t − 1."""
         dy, d_c = update_backward(d_h, d_c, self.main_steps[t], self.main_w, self.main_grads)  # (B, 4, H)
-        if self.fused is not None:  # the five products below and the bias sum in one pass
+        if self.fused is not None:  # everything down to ∂L/∂z_t in one call
             self.fused.hyper_gates_backward(
-                dy, self.d_steps[t], self.wh[t], self.xw[t], self.d_wh[t], self.d_xw_steps[t], self.dd, self.d_bias[0]
+                dy, self.z_rows[t], self.weight_dz, self.d_steps[t], self.wh[t], self.xw[t], self.d_wh[t],
+                self.d_xw_steps[t], self.d_z_rows[t], self.d_weight_dz, self.d_bias[0],
             )
         else:
             self.d_bias.add_(dy)
@@ -282,8 +290,8 @@ class _Backward:
             torch.mul(dy, self.wh[t], out=self.dd_h)
             torch.mul(dy, self.xw[t], out=self.dd_x)
             self.dd_b.copy_(dy)
-        self.d_weight_dz.baddbmm_(self.z_t[t], self.dd)  # Σ_b z ⊗ ∂L/∂d per (kind, gate)
-        torch.bmm(self.dd, self.weight_dz_t, out=self.d_z_gates[t])
+            self.d_weight_dz.baddbmm_(self.z_t[t], self.dd)  # Σ_b z ⊗ ∂L/∂d per (kind, gate)
+            torch.bmm(self.dd, self.weight_dz_t, out=self.d_z_gates[t])
         d_h_hat = self.to_z_t(self.d_z_rows[t], add=d_h_hat)  # ∂L/∂ĥ_t: through z_t, and from step t + 1
         d_hyper_y, d_c_hat = update_backward(
             d_h_hat, d_c_hat, self.hyper_steps[t], self.hyper_w, self.hyper_grads, dy_out=self.d_hyper_y[t]

@@ -248,12 +248,74 @@ void update_backward_impl(
   }
 }
 
-// HyperLSTM: y = d_b + d_h ⊙ (W_h h) + d_x ⊙ (W_x x), d (12, B, H) gate-major by kind (h, x, b).
+// Rows of the batch that the two HyperLSTM kernels below handle together: each vector of w_dz
+// loaded serves kRows examples (fewer loads per FMA, independent accumulators).
+constexpr int kRows = 4;
+
+// d rows b..b+R-1 of one kind-gate: row r = z_r · w (+ b0), z_r = z[r·z_stride : +nz].
+template <typename T, int R>
+inline void d_rows(const T* z, int64_t z_stride, const T* w, const T* b0, T* out, int64_t nz, int64_t H) {
+  chunks<T>(H, [&](int64_t j, int64_t n) {
+    Vec<T> acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = b0 ? load(b0 + j, n) : Vec<T>(T(0));
+    for (int64_t i = 0; i < nz; ++i) {
+      const Vec<T> wi = load(w + i * H + j, n);
+      for (int r = 0; r < R; ++r) acc[r] = at::vec::fmadd(Vec<T>(z[r * z_stride + i]), wi, acc[r]);
+    }
+    for (int r = 0; r < R; ++r) acc[r].store(out + r * H + j, n);
+  });
+}
+
+// For rows r < R with ∂L/∂d rows dd[r] (length H, zero-padded): ∂L/∂z_r = w · dd[r] into
+// dz[r·z_stride : +nz], and ∂L/∂w += Σ_r z_r ⊗ dd[r].
+template <typename T, int R>
+inline void d_rows_backward(
+    const T* dd, const T* z, int64_t z_stride, const T* w, T* dw, T* dz, int64_t nz, int64_t H) {
+  for (int64_t i = 0; i < nz; ++i) {
+    const T* wi = w + i * H;
+    T* dwi = dw + i * H;
+    Vec<T> acc[R], zi[R];
+    for (int r = 0; r < R; ++r) {
+      acc[r] = Vec<T>(T(0));
+      zi[r] = Vec<T>(z[r * z_stride + i]);
+    }
+    chunks<T>(H, [&](int64_t j, int64_t n) {
+      const Vec<T> wv = load(wi + j, n);
+      Vec<T> dwv = load(dwi + j, n);
+      for (int r = 0; r < R; ++r) {
+        const Vec<T> ddr = load(dd + r * H + j, n);
+        acc[r] = at::vec::fmadd(ddr, wv, acc[r]);
+        dwv = at::vec::fmadd(zi[r], ddr, dwv);
+      }
+      dwv.store(dwi + j, n);
+    });
+    for (int r = 0; r < R; ++r) dz[r * z_stride + i] = sum(acc[r]);
+  }
+}
+
+// HyperLSTM, one step. z (B, 12·N_z) holds z_h, z_x, z_b of the gates i, f, g, o; w_dz (12, N_z, H)
+// the matching W_hz, W_xz, W_bz (transposed); kind-gate k = kind·4 + gate. Writes
+//   d[k, b] = z[b, k] · w_dz[k] (+ b_0[gate] for the bias kind)        (12, B, H), saved for the backward
+//   y[b, g] = d_b + d_h ⊙ (W_h h) + d_x ⊙ (W_x x)                        (B, 4, H)
+// The contractions over N_z (16) are too small for a matmul library to run well batched
+// (torch.bmm ran them at half the machine's speed); here each row of d is N_z vector FMAs
+// with w_dz[k] in the L1 cache.
 template <typename T>
-void hyper_gates_impl(const at::Tensor& d, const at::Tensor& wh, const at::Tensor& xw, const at::Tensor& y_out) {
-  const int64_t batch = y_out.size(0), H = y_out.size(2), wh_stride = wh.stride(0), kind = 4 * batch * H;
-  const T *D = d.data_ptr<T>(), *WH = wh.data_ptr<T>(), *XW = xw.data_ptr<T>();
-  T* Y = y_out.data_ptr<T>();
+void hyper_gates_impl(
+    const at::Tensor& z, const at::Tensor& w_dz, const at::Tensor& bias, const at::Tensor& wh, const at::Tensor& xw,
+    const at::Tensor& d_out, const at::Tensor& y_out) {
+  const int64_t batch = y_out.size(0), H = y_out.size(2), nz = w_dz.size(1), kind = 4 * batch * H;
+  const int64_t wh_stride = wh.stride(0);
+  const T *Z = z.data_ptr<T>(), *W = w_dz.data_ptr<T>(), *B0 = bias.data_ptr<T>();
+  const T *WH = wh.data_ptr<T>(), *XW = xw.data_ptr<T>();
+  T *D = d_out.data_ptr<T>(), *Y = y_out.data_ptr<T>();
+  for (int64_t k = 0; k < 12; ++k) {
+    const T* wk = W + k * nz * H;
+    const T* b0 = k >= 8 ? B0 + (k - 8) * H : nullptr;
+    int64_t b = 0;
+    for (; b + kRows <= batch; b += kRows) d_rows<T, kRows>(Z + b * 12 * nz + k * nz, 12 * nz, wk, b0, D + (k * batch + b) * H, nz, H);
+    for (; b < batch; ++b) d_rows<T, 1>(Z + b * 12 * nz + k * nz, 12 * nz, wk, b0, D + (k * batch + b) * H, nz, H);
+  }
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t g = 0; g < 4; ++g) {
       const T *dh = D + (g * batch + b) * H, *dx = dh + kind, *db = dx + kind;
@@ -266,31 +328,51 @@ void hyper_gates_impl(const at::Tensor& d, const at::Tensor& wh, const at::Tenso
   }
 }
 
-// Its backward from ∂L/∂y (B, 4, H): into W_h h and W_x x (through d_h, d_x), into d (12, B, H),
-// and the bias b_0's gradient summed in place (4, H).
+// Its backward from ∂L/∂y (B, 4, H): ∂L/∂d = ∂L/∂y ⊙ (W_h h, W_x x, 1) per kind, which is never
+// stored: for each row it gives at once
+//   ∂L/∂z[b, k]   = w_dz[k] · ∂L/∂d[k, b]        (written, (B, 12·N_z))
+//   ∂L/∂w_dz[k]  += z[b, k] ⊗ ∂L/∂d[k, b]       (summed in place)
+// and, for the h and x kinds, ∂L/∂(W_h h) = ∂L/∂y ⊙ d_h and ∂L/∂(W_x x) = ∂L/∂y ⊙ d_x (written), for
+// the bias kind ∂L/∂b_0 += ∂L/∂y (summed in place, (4, H)).
 template <typename T>
 void hyper_gates_backward_impl(
-    const at::Tensor& dy, const at::Tensor& d, const at::Tensor& wh, const at::Tensor& xw, const at::Tensor& d_wh_out,
-    const at::Tensor& d_xw_out, const at::Tensor& dd_out, const at::Tensor& d_bias) {
-  const int64_t batch = dy.size(0), H = dy.size(2), kind = 4 * batch * H;
+    const at::Tensor& dy, const at::Tensor& z, const at::Tensor& w_dz, const at::Tensor& d, const at::Tensor& wh,
+    const at::Tensor& xw, const at::Tensor& d_wh_out, const at::Tensor& d_xw_out, const at::Tensor& d_z_out,
+    const at::Tensor& d_w_dz, const at::Tensor& d_bias) {
+  const int64_t batch = dy.size(0), H = dy.size(2), nz = w_dz.size(1);
   const int64_t wh_stride = wh.stride(0), d_wh_stride = d_wh_out.stride(0);
-  const T *DY = dy.data_ptr<T>(), *D = d.data_ptr<T>(), *WH = wh.data_ptr<T>(), *XW = xw.data_ptr<T>();
-  T *DWH = d_wh_out.data_ptr<T>(), *DXW = d_xw_out.data_ptr<T>(), *DD = dd_out.data_ptr<T>(), *DB = d_bias.data_ptr<T>();
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t g = 0; g < 4; ++g) {
-      const int64_t row = (b * 4 + g) * H, d_row = (g * batch + b) * H;
-      const T *dyr = DY + row, *dh = D + d_row, *dx = dh + kind, *w = WH + b * wh_stride + g * H, *x = XW + row;
-      T *ddh = DD + d_row, *ddx = ddh + kind, *ddb = ddx + kind, *bias = DB + g * H;
-      T *dw = DWH + b * d_wh_stride + g * H, *dxw = DXW + row;
-      chunks<T>(H, [&](int64_t j, int64_t n) {
-        const Vec<T> grad = load(dyr + j, n);
-        (grad * load(dh + j, n)).store(dw + j, n);
-        (grad * load(dx + j, n)).store(dxw + j, n);
-        (grad * load(w + j, n)).store(ddh + j, n);
-        (grad * load(x + j, n)).store(ddx + j, n);
-        grad.store(ddb + j, n);
-        (load(bias + j, n) + grad).store(bias + j, n);
-      });
+  const T *DY = dy.data_ptr<T>(), *Z = z.data_ptr<T>(), *W = w_dz.data_ptr<T>(), *D = d.data_ptr<T>();
+  const T *WH = wh.data_ptr<T>(), *XW = xw.data_ptr<T>();
+  T *DWH = d_wh_out.data_ptr<T>(), *DXW = d_xw_out.data_ptr<T>(), *DZ = d_z_out.data_ptr<T>();
+  T *DW = d_w_dz.data_ptr<T>(), *DB = d_bias.data_ptr<T>();
+  std::vector<T> dd(kRows * H);  // ∂L/∂d of kRows rows
+  for (int64_t k = 0; k < 12; ++k) {
+    const int64_t kind = k / 4, g = k % 4;
+    for (int64_t b0 = 0; b0 < batch; b0 += kRows) {
+      const int64_t rows = std::min<int64_t>(kRows, batch - b0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t b = b0 + r;
+        const T *dyr = DY + (b * 4 + g) * H, *dk = D + (k * batch + b) * H;
+        const T* factor = kind == 0 ? WH + b * wh_stride + g * H : kind == 1 ? XW + (b * 4 + g) * H : nullptr;
+        T* scaled = kind == 0 ? DWH + b * d_wh_stride + g * H : kind == 1 ? DXW + (b * 4 + g) * H : DB + g * H;
+        T* ddr = dd.data() + r * H;
+        chunks<T>(H, [&](int64_t j, int64_t n) {
+          const Vec<T> grad = load(dyr + j, n);
+          (factor ? grad * load(factor + j, n) : grad).store(ddr + j, n);
+          // into W_h h or W_x x through d_h or d_x; for the bias kind the sum for b_0
+          (kind == 2 ? load(scaled + j, n) + grad : grad * load(dk + j, n)).store(scaled + j, n);
+        });
+      }
+      const T* zk = Z + b0 * 12 * nz + k * nz;
+      T* dz = DZ + b0 * 12 * nz + k * nz;
+      const T* wk = W + k * nz * H;
+      T* dwk = DW + k * nz * H;
+      if (rows == kRows) {
+        d_rows_backward<T, kRows>(dd.data(), zk, 12 * nz, wk, dwk, dz, nz, H);
+      } else {
+        for (int64_t r = 0; r < rows; ++r)
+          d_rows_backward<T, 1>(dd.data() + r * H, zk + r * 12 * nz, 12 * nz, wk, dwk, dz + r * 12 * nz, nz, H);
+      }
     }
   }
 }
@@ -324,15 +406,18 @@ void update_backward(
   });
 }
 
-void hyper_gates(const at::Tensor& d, const at::Tensor& wh, const at::Tensor& xw, const at::Tensor& y) {
-  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "hyper_gates", [&] { hyper_gates_impl<scalar_t>(d, wh, xw, y); });
+void hyper_gates(
+    const at::Tensor& z, const at::Tensor& w_dz, const at::Tensor& bias, const at::Tensor& wh, const at::Tensor& xw,
+    const at::Tensor& d, const at::Tensor& y) {
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "hyper_gates", [&] { hyper_gates_impl<scalar_t>(z, w_dz, bias, wh, xw, d, y); });
 }
 
 void hyper_gates_backward(
-    const at::Tensor& dy, const at::Tensor& d, const at::Tensor& wh, const at::Tensor& xw, const at::Tensor& d_wh,
-    const at::Tensor& d_xw, const at::Tensor& dd, const at::Tensor& d_bias) {
+    const at::Tensor& dy, const at::Tensor& z, const at::Tensor& w_dz, const at::Tensor& d, const at::Tensor& wh,
+    const at::Tensor& xw, const at::Tensor& d_wh, const at::Tensor& d_xw, const at::Tensor& d_z, const at::Tensor& d_w_dz,
+    const at::Tensor& d_bias) {
   AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "hyper_gates_backward", [&] {
-    hyper_gates_backward_impl<scalar_t>(dy, d, wh, xw, d_wh, d_xw, dd, d_bias);
+    hyper_gates_backward_impl<scalar_t>(dy, z, w_dz, d, wh, xw, d_wh, d_xw, d_z, d_w_dz, d_bias);
   });
 }
 
