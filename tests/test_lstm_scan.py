@@ -3,6 +3,8 @@ with the step's arithmetic in the fused C++ kernels and in eager operations."""
 
 import os
 import shutil
+import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +29,8 @@ def require_fused_kernels():
         pytest.skip(f"{fused_kernels.ENV_SWITCH}=0")
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         pytest.skip("no C++ compiler: the eager path runs")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        pytest.skip("no Python headers (Python.h): the eager path runs")
     assert fused_kernels.kernels() is not None, "the fused kernels failed to build (see the warning)"
 
 
