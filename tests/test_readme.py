@@ -91,6 +91,23 @@ def test_readme_compression_tables_are_the_committed_results():
     assert section("digits-compression") == f"{summary_table(entries, 'test_acc')}\n\n{smallest_within(entries)}"
 
 
+def test_readme_paper_claim_table_is_the_committed_results():
+    import json
+    import statistics
+
+    rows = [json.loads(line) for line in (ROOT / "benchmarks" / "results" / "shakespeare_paper_claim.jsonl").open()]
+    table = section("paper-claim").splitlines()[2:]
+    assert len(table) == 3
+    for line in table:
+        method, units, params, val, test = (cell.strip() for cell in line.split("|")[1:-1])
+        runs = [r for r in rows if r["method"] == method]
+        assert sorted(r["seed"] for r in runs) == [0, 1, 2]
+        assert (units, params) == (str(runs[0]["model_args"]["hidden_size"]), f"{runs[0]['trainable_params']:,}")
+        for cell, key in ((val, "val_bpc"), (test, "test_bpc")):
+            values = [r[key] for r in runs]
+            assert cell == f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}", (method, key)
+
+
 # Routes whose trained network is the configured one: its count is what the preset builds.
 BUILT_AS_CONFIGURED = {"plain", "hyper", "hyper tied", "lowrank", "tied", "templates", "dct", "ptq", "qat"}
 
