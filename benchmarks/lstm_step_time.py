@@ -13,10 +13,9 @@ hyper LSTM 128 and N_z 16. Rows:
   comparison a fixed parameter budget makes.
 
 Models are timed round-robin, the order reversed every other round, so drift in the machine's
-load hits all alike. The figure is the ratio of medians to nn.LSTM at hidden 256; the spread
-is the interquartile range of the per-round paired ratios (each model's time over nn.LSTM's in
-the same round). A verdict against a target is given only when that range lies wholly on one
-side of it; otherwise it says "within noise".
+load hits all alike. The figure is the ratio of medians to nn.LSTM at hidden 256, with its
+bootstrap 90% interval over rounds (``benchmarks/timing.py``). A verdict against a target is
+given only when that interval lies wholly on one side of it; otherwise it says "within noise".
 
 Allocator: with ``--allocator both`` (the default) the figures are printed twice, first under
 glibc's default malloc settings (what a user gets: fresh multi-MB tensors are mmapped and page
@@ -46,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.char_model import CharRNN
+from timing import interleaved_times, ratio_interval, verdict  # benchmarks/timing.py, beside this script
 
 HIDDEN, HYPER_SIZE, EMBEDDING_DIM = 256, 128, 16
 TARGETS = {"HyperLSTM": 2.5, "LN-LSTM": 1.25}
@@ -113,43 +113,13 @@ def training_step(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor)
     return step
 
 
-def interleaved(runs: dict[str, Callable[[], None]], rounds: int, warmup: int, clock: Callable[[], float]) -> dict[str, list[float]]:
-    """Seconds per call of each run, per round (order reversed every other round)."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for r in range(warmup + rounds):
-        for name in names if r % 2 == 0 else reversed(names):
-            start = clock()
-            runs[name]()
-            if r >= warmup:
-                times[name].append(clock() - start)
-    return times
-
-
-def paired_iqr(times: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float]:
-    """p25 and p75 of the per-round ratios name / baseline (inclusive quartiles: within the data)."""
-    ratios = [t / b for t, b in zip(times[name], times[baseline])]
-    if len(ratios) < 2:
-        return ratios[0], ratios[0]
-    quartiles = statistics.quantiles(ratios, n=4, method="inclusive")
-    return quartiles[0], quartiles[2]
-
-
-def verdict(low: float, high: float, target: float) -> str:
-    if high <= target:
-        return "met"
-    if low > target:
-        return "NOT met"
-    return "within noise"
-
-
 def report(times: dict[str, list[float]], built: dict[str, nn.Module]) -> str:
     base = statistics.median(times[BASELINE])
-    header = f"{'model':<26} {'hidden':>6} {'params':>9} {'median ms':>10} {'÷ nn.LSTM':>10} {'paired IQR':>13}  target"
+    header = f"{'model':<26} {'hidden':>6} {'params':>9} {'median ms':>10} {'÷ nn.LSTM':>10} {'90% interval':>13}  target"
     lines = [header]
     for name, seconds in times.items():
         median = statistics.median(seconds)
-        low, high = paired_iqr(times, name, BASELINE)
+        _, low, high = ratio_interval(times, name, BASELINE)
         target = TARGETS.get(name)
         goal = f"≤ {target}: {verdict(low, high, target)}" if target else ""
         lines.append(
@@ -170,7 +140,7 @@ def run(args: argparse.Namespace, allocator: str) -> None:
         f"{torch.get_num_threads()} thread(s), {args.clock} clock, {args.rounds} rounds after "
         f"{args.warmup} warm-up; allocator: {allocator}"
     )
-    times = interleaved(runs, args.rounds, args.warmup, CLOCKS[args.clock])
+    times = interleaved_times(runs, args.rounds, args.warmup, CLOCKS[args.clock])
     print(report(times, built), flush=True)
 
 

@@ -2,10 +2,10 @@
 
 Runs are timed round-robin, with the order reversed every other round, so drift in the
 machine's load and any first-in-round effect hit every run alike. On shared machines the
-run-to-run noise (±10–25% here) can exceed the effects measured: ``paired_ratio`` gives the
-spread of per-round ratios (each round's time of a run over the baseline's in the same round),
-so a report can say how far its figures can be trusted; ``ratio_interval`` bootstraps the ratio
-of medians over rounds, and ``verdict`` judges a target only when that interval lies on one side.
+run-to-run noise (±10–25% here) can exceed the effects measured: ``ratio_interval`` bootstraps
+the ratio of medians over rounds (resampled in pairs: each round's time of a run with the
+baseline's in the same round), so a report can say how far its figures can be trusted, and
+``verdict`` judges a target only when that interval lies on one side.
 """
 
 from __future__ import annotations
@@ -16,24 +16,20 @@ import time
 from collections.abc import Callable
 
 
-def interleaved_times(runs: dict[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call of each run, per round, after ``warmup`` untimed rounds."""
+def interleaved_times(
+    runs: dict[str, Callable[[], None]], rounds: int, warmup: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, list[float]]:
+    """Seconds per call of each run, per round, after ``warmup`` untimed rounds; ``clock`` is
+    wall time by default (``time.process_time`` for CPU time)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for r in range(warmup + rounds):
         for name in names if r % 2 == 0 else reversed(names):
-            start = time.perf_counter()
+            start = clock()
             runs[name]()
             if r >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
     return times
-
-
-def paired_ratio(times: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float, float]:
-    """Median and interquartile range (p25, p75) of the per-round ratios name / baseline."""
-    ratios = sorted(t / b for t, b in zip(times[name], times[baseline]))
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return statistics.median(ratios), quartiles[0], quartiles[2]
 
 
 def ratio_interval(
