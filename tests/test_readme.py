@@ -91,6 +91,14 @@ def test_readme_compression_tables_are_the_committed_results():
     assert section("digits-compression") == f"{summary_table(entries, 'test_acc')}\n\n{smallest_within(entries)}"
 
 
+def test_readme_recurrent_compression_tables_are_the_committed_results():
+    from hyper.sweeps import read_rows, summarize, summary_table
+    from hyper.sweeps.summary import smallest_within
+
+    entries = summarize(read_rows(ROOT / "benchmarks" / "results" / "char_lstm.jsonl"), "test_bpc", compare_to="plain")
+    assert section("char-lstm") == f"{summary_table(entries, 'test_bpc')}\n\n{smallest_within(entries, points=0.1)}"
+
+
 def test_readme_paper_claim_table_is_the_committed_results():
     import json
     import statistics
