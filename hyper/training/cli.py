@@ -45,6 +45,9 @@ def main(args: Sequence[str] | None = None, *, config_dir: str | Path = "configs
     args = sys.argv[1:] if args is None else list(args)
     # We do pass both on purpose: args are sys.argv with the default subcommand.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # Lightning 2.6's own pytree code trips a deprecation of torch >= 2.13 on every run: nothing a
+    # user can act on, and on stderr it would stand before a one-line error.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # The seed is in config.yaml and the report; its INFO line would precede a config error's line.
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
     try:
