@@ -107,12 +107,22 @@ def test_distilled_point_reads_its_teachers_checkpoint_and_compression_compares_
 
 def test_a_distilled_point_before_its_teacher_is_one_line(tmp_path: Path, capsys) -> None:
     sweep = write_tiny_sweep(tmp_path)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT)
-    # shard 2 of 3 holds only the smaller point, shard 3 the distilled one: run it alone
-    assert main(["sweep", "--config", str(sweep), "--out", str(tmp_path / "r"), "--shard", "3/3",
-                 "--set", f"data.init_args.path={corpus}"]) == 2
-    assert "distils from method 'plain' (seed 0), which has no finished point" in capsys.readouterr().err
+    spec = yaml.safe_load(sweep.read_text())
+    spec["methods"].reverse()  # the distilled method above its teacher
+    sweep.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", "--config", str(sweep), "--out", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "teacher_from 'plain' must name a method above it" in error[0], error
+
+
+def test_a_distilled_point_whose_teacher_has_no_row_names_it(tmp_path: Path) -> None:
+    """Sharding keeps a student after its teacher in one shard; should the teacher's row still be
+    missing (its point failed, or its row was removed), the student says which point to run."""
+    from hyper.sweeps.runner import with_teacher
+
+    student = next(p for p in load_sweep(write_tiny_sweep(tmp_path)).points() if p.teacher_from)
+    with pytest.raises(ValueError, match=r"distils from method 'plain' \(seed 0\), which has no finished point"):
+        with_teacher(student, tmp_path / "empty")
 
 
 def test_bits_per_character_is_a_cost_lower_is_better() -> None:

@@ -2,6 +2,8 @@
 
 import json
 
+from pathlib import Path
+
 import pytest
 
 from hyper.sweeps import finish, load_sweep, parse_shard, read_rows, run_sweep, shard, summarize
@@ -59,6 +61,23 @@ def test_shards_partition_the_points(sweep):
     keys = [p.key for part in parts for p in part]
     assert sorted(keys) == sorted(p.key for p in points) and len(keys) == len(set(keys))
     assert parse_shard("2/3") == (2, 3)
+
+
+@pytest.mark.parametrize(("name", "count"), [("shakespeare_lstm", 8), ("char_lstm", 3), ("char_lstm", 2)])
+def test_a_student_is_in_its_teachers_shard_after_it(name, count):
+    points = load_sweep(Path(__file__).resolve().parents[1] / "configs" / "sweeps" / f"{name}.yaml").points()
+    parts = [shard(points, i, count) for i in range(1, count + 1)]
+    keys = [p.key for part in parts for p in part]
+    assert sorted(keys) == sorted(p.key for p in points) and len(keys) == len(set(keys))
+    students = 0
+    for part in parts:
+        for position, point in enumerate(part):
+            if point.teacher_from:
+                teachers = [p for p in part[:position] if p.method == point.teacher_from and p.seed == point.seed]
+                assert teachers, (point.label, "its teacher is not earlier in its shard")
+                students += 1
+    assert students == sum(p.teacher_from is not None for p in points) > 0
+    assert max(map(len, parts)) - min(map(len, parts)) <= len(points) // count  # still spread
     for bad in ("0/3", "4/3", "x", "1/2/3"):
         with pytest.raises(ValueError, match="shard"):
             parse_shard(bad)

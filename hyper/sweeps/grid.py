@@ -166,8 +166,21 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard(points: list[Point], index: int, count: int) -> list[Point]:
-    """Shard ``index`` of ``count`` (1-based): every count-th point, so shards get mixed work."""
-    return points[index - 1 :: count]
+    """Shard ``index`` of ``count`` (1-based): every count-th point, so shards get mixed work.
+
+    A point that distils from another method (``teacher_from``) goes to the shard of its
+    teacher's point of the same seed, after it in file order: it then never reaches its turn
+    before the teacher has finished on another shard (it would stop with "run it first").
+    """
+    home: dict[tuple[str, int], int] = {}
+    assigned, dealt = [], 0
+    for point in points:
+        teacher = home.get((point.teacher_from, point.seed)) if point.teacher_from else None
+        if teacher is None:
+            teacher, dealt = dealt % count, dealt + 1
+        home.setdefault((point.method, point.seed), teacher)
+        assigned.append(teacher)
+    return [point for point, at in zip(points, assigned) if at == index - 1]
 
 
 def set_path(config: dict[str, Any], path: str, value: Any) -> None:
