@@ -40,7 +40,7 @@ def build_core(
         hyper_embedding_dim: N_z: the HyperLSTM's embedding size per gate, or the static
             hypernetwork's embedding size per tile.
         recurrent_dropout: dropout on the cell update tanh(g_t) in training (Semeniuta et al.
-            2016); "lstm", "ln_lstm" and "hyper_lstm" only.
+            2016), on every core.
     """
     sizes = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
     dropout = dict(recurrent_dropout=recurrent_dropout)
@@ -50,12 +50,10 @@ def build_core(
         return LNLSTM(**sizes, **dropout)
     if name == "hyper_lstm":
         return HyperLSTM(**sizes, hyper_size=hyper_size, embedding_dim=hyper_embedding_dim, **dropout)
-    if name == "static_hyper_lstm" and recurrent_dropout:
-        raise ValueError("recurrent_dropout is not available for static_hyper_lstm; use 0")
     if name == "static_hyper_lstm":
         # The paper's 16-wide tiles where the sizes allow, else the largest tile that fits both.
         tile = math.gcd(16, input_size, hidden_size)
-        return StaticHyperLSTM(**sizes, embedding_dim=hyper_embedding_dim, tile_channels=tile)
+        return StaticHyperLSTM(**sizes, embedding_dim=hyper_embedding_dim, tile_channels=tile, **dropout)
     raise ValueError(f"core must be one of {', '.join(CORES)} or a recurrent nn.Module, got {name!r}")
 
 
@@ -76,8 +74,8 @@ class CharRNN(nn.Module):
         dropout: dropout on the character embeddings and on the core's output (not inside the
             recurrence), 0 for none.
         recurrent_dropout: dropout inside the recurrence, on the cell update tanh(g_t) of every
-            step (Semeniuta et al. 2016), 0 for none; for a core built by name ("lstm",
-            "ln_lstm", "hyper_lstm"). A built core brings its own.
+            step (Semeniuta et al. 2016), 0 for none; for a core built by name (any of CORES).
+            A built core brings its own.
     """
 
     def __init__(

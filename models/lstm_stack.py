@@ -35,6 +35,8 @@ class LSTMStack(Wrapped):
         hidden_size: units per layer.
         num_layers: stacked layers.
         source: where W_x and W_h come from: ``Plain()``, ``Hyper(...)``, ``Tied()``, ... or a name.
+        recurrent_dropout: probability of dropping each unit of tanh(g_t) in training, in every
+            layer (Semeniuta et al. 2016, as ``LNLSTM``).
     """
 
     def __init__(
@@ -44,12 +46,16 @@ class LSTMStack(Wrapped):
         hidden_size: int,
         num_layers: int = 2,
         source: SourceSpec | str = Plain(),
+        recurrent_dropout: float = 0.0,
     ) -> None:
         spec = source_from_name(source) if isinstance(source, str) else source
-        target = LNLSTM(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+        target = LNLSTM(
+            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, recurrent_dropout=recurrent_dropout
+        )
         super().__init__(target=target, source=spec, include=LSTM_MATRICES)
         self.config: dict[str, Any] = dict(
-            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec
+            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec,
+            recurrent_dropout=recurrent_dropout,
         )
 
 
@@ -64,6 +70,7 @@ class StaticHyperLSTM(LSTMStack):
         hidden_dim: d, the generator's hidden size.
         tile_channels: rows and columns of one generated tile.
         tying_groups: groups of layers sharing embeddings: 1 fully tied, None untied.
+        recurrent_dropout: probability of dropping each unit of tanh(g_t) in training.
     """
 
     def __init__(
@@ -76,9 +83,13 @@ class StaticHyperLSTM(LSTMStack):
         hidden_dim: int = 64,
         tile_channels: int = 16,
         tying_groups: int | None = None,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         spec = Hyper(
             embedding_dim=embedding_dim, hidden_dim=hidden_dim,
             tile_channels=tile_channels, tying_groups=tying_groups,
         )
-        super().__init__(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec)
+        super().__init__(
+            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec,
+            recurrent_dropout=recurrent_dropout,
+        )

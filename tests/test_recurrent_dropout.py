@@ -113,14 +113,36 @@ def test_nn_lstm_with_recurrent_dropout_trains_its_own_weights_through_the_loop(
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in core.parameters())
 
 
+@pytest.mark.parametrize("source", ["plain", "hyper"])
+def test_lstm_stacks_drop_in_training_only_with_generated_weights(source):
+    """The generated stacks run their LN-LSTM through the wrapper: the mask still acts in
+    training only, and at 0 the stack is today's exactly."""
+    from models.lstm_stack import LSTMStack, StaticHyperLSTM
+
+    def stack(p):
+        torch.manual_seed(0)
+        sizes = dict(input_size=16, hidden_size=16, num_layers=2, recurrent_dropout=p)
+        return StaticHyperLSTM(**sizes, embedding_dim=4) if source == "hyper" else LSTMStack(**sizes)
+
+    x = torch.randn(B, T, 16)
+    dropped, kept = stack(0.5), stack(0.0)
+    kept.load_state_dict(dropped.state_dict())
+    assert not torch.allclose(dropped.train()(x)[0], kept.train()(x)[0])
+    assert not torch.allclose(dropped(x)[0], dropped(x)[0])  # a fresh mask every call
+    torch.testing.assert_close(dropped.eval()(x)[0], kept.eval()(x)[0], rtol=0, atol=0)
+    rng = torch.get_rng_state()
+    kept.train()(x)
+    assert torch.equal(torch.get_rng_state(), rng)  # at 0 no mask is drawn
+
+
 def test_char_rnn_passes_it_on_and_checks_it():
     model = CharRNN(vocab_size=7, core="ln_lstm", hidden_size=H, embedding_size=I, recurrent_dropout=0.25)
     assert model.core.layers[0].recurrent_dropout == 0.25 and model.config["recurrent_dropout"] == 0.25
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="recurrent_dropout must be in"):
             CharRNN(vocab_size=7, recurrent_dropout=bad)
-    with pytest.raises(ValueError, match="static_hyper_lstm"):
-        build_core("static_hyper_lstm", input_size=16, hidden_size=16, recurrent_dropout=0.1)
+    static = build_core("static_hyper_lstm", input_size=16, hidden_size=16, recurrent_dropout=0.1)
+    assert [layer.recurrent_dropout for layer in static.target.layers] == [0.1] and static.config["recurrent_dropout"] == 0.1
     with pytest.raises(ValueError, match="built core"):
         CharRNN(vocab_size=7, core=LNLSTM(**SIZES), recurrent_dropout=0.1)
 
