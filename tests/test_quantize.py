@@ -140,6 +140,25 @@ def test_the_command_line_tests_the_quantised_network(tmp_path, callback, args):
     assert report["compression_bytes"] > 3 * report["compression_ratio"]
 
 
+def test_testing_a_quantised_runs_checkpoint_alone_quantises_it_again(tmp_path):
+    assert main(["run", "--config", str(quantised_config(tmp_path, "PostTrainingQuantization", bits=4))]) == 0
+    report = json.loads((only_run(tmp_path / "runs") / "report.json").read_text())
+    float_network = HyperResNet(depth=10, width=1, num_classes=4, in_channels=3, embedding_dim=4, hidden_dim=8)
+    state = torch.load(report["tested_checkpoint"], weights_only=False)["state_dict"]
+    float_network.load_state_dict({k.removeprefix("network."): v for k, v in state.items()})
+    data = TinyImages()
+    data.setup("test")
+    images, labels = data.data.tensors
+    with torch.no_grad():
+        float_loss = torch.nn.functional.cross_entropy(float_network.eval()(images), labels).item()
+    assert float_loss != pytest.approx(report["test_loss"])  # else this test could not tell them apart
+    # ``test`` with the checkpoint alone (no callback given) scores the quantised network, as the run did
+    out = tmp_path / "tested"
+    assert main(["test", "--ckpt_path", report["tested_checkpoint"], "--trainer.default_root_dir", str(out)]) == 0
+    retested = json.loads((only_run(out) / "report.json").read_text())
+    assert (retested["test_loss"], retested["test_acc"]) == (pytest.approx(report["test_loss"]), report["test_acc"])
+
+
 def test_bad_start_epoch(tmp_path, capsys):
     config = quantised_config(tmp_path, "QuantizationAwareTraining", bits=4, start_epoch=2)
     assert main(["fit", "--config", str(config)]) == 2

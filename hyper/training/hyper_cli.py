@@ -34,6 +34,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from hyper.checks import check_int, read_yaml_mapping
 from hyper.training.checkpoints import load_checkpoint, run_checkpoints, run_folder
+from hyper.training.compression.quantization import callback_for
 from hyper.training.finite import StopOnNonFinite
 from hyper.training.folders import check_output_folder
 from hyper.training.loggers import FlushLogs, RemoveRunOnError, default_loggers
@@ -201,6 +202,11 @@ class HyperCLI(LightningCLI):
         callbacks = [*(callbacks if isinstance(callbacks, list) else [callbacks]), RandomState(), StopOnNonFinite()]
         if config.get("enable_checkpointing") is not False and self.subcommand in (*FITTING, None):
             callbacks += self._checkpoints(config)
+        if self.checkpoint is not None and self.subcommand not in FITTING:
+            quantization = callback_for(self.checkpoint, callbacks)
+            if quantization is not None:
+                rank_zero_info(f"the checkpoint's run was quantised: its network is tested at {quantization.bits} bits")
+                callbacks.append(quantization)
         if config.get("logger") in (None, True) and not config.get("fast_dev_run"):
             loggers = self._loggers(config)
             kwargs["logger"] = loggers

@@ -4,8 +4,9 @@
 Either way the network that is tested runs the quantised weights, and the report counts its
 bytes at ``bits`` per weight (``hyper.storage``). Checkpoints hold the float (latent) weights
 under the network's own parameter names, so they load into the network a config builds; the
-callback quantises again before each test. Give the callback to ``test`` too when testing such
-a checkpoint on its own.
+callback quantises again before each test. The checkpoint also records the bits it was run at
+(``QUANTIZATION_KEY``): ``test``, ``validate`` and ``predict`` given such a checkpoint quantise
+again on their own (``callback_for``), so its scores are those of the quantised network.
 
     trainer:
       callbacks:
@@ -26,6 +27,7 @@ from hyper.compression.quantize import check_bits, dequantize, is_quantized, qua
 from hyper.training.compression.phases import check_count, check_epoch, forget_best
 
 LATENT = re.compile(r"(^|\.)parametrizations\.(\w+)\.original$")
+QUANTIZATION_KEY = "quantization"  # in a checkpoint: {"bits": b}
 
 
 class PostTrainingQuantization(Callback):
@@ -55,6 +57,7 @@ class PostTrainingQuantization(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {LATENT.sub(r"\1\2", k): v for k, v in checkpoint["state_dict"].items()}
+        checkpoint[QUANTIZATION_KEY] = {"bits": self.bits}
 
     def _quantize(self, pl_module: L.LightningModule) -> None:
         if not is_quantized(pl_module.network):
@@ -85,3 +88,13 @@ class QuantizationAwareTraining(PostTrainingQuantization):
             self._quantize(pl_module)  # the optimiser keeps its parameters: they become the latent weights
             if trainer.current_epoch > 0:
                 forget_best(trainer)
+
+
+def callback_for(checkpoint: dict[str, Any], callbacks: list[Callback]) -> PostTrainingQuantization | None:
+    """The callback that quantises a checkpoint's network as its run did, when ``callbacks``
+    hold none: a quantised run's checkpoint holds float weights, and testing them as they are
+    would score a network the run never reported."""
+    recorded = checkpoint.get(QUANTIZATION_KEY)
+    if not recorded or any(isinstance(c, PostTrainingQuantization) for c in callbacks):
+        return None
+    return PostTrainingQuantization(bits=int(recorded["bits"]))
