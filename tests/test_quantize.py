@@ -157,6 +157,13 @@ def test_testing_a_quantised_runs_checkpoint_alone_quantises_it_again(tmp_path):
     assert main(["test", "--ckpt_path", report["tested_checkpoint"], "--trainer.default_root_dir", str(out)]) == 0
     retested = json.loads((only_run(out) / "report.json").read_text())
     assert (retested["test_loss"], retested["test_acc"]) == (pytest.approx(report["test_loss"]), report["test_acc"])
+    # and a network rebuilt from it in Python (sampling, a teacher) is the quantised one too
+    from hyper.training.checkpoints import load_checkpoint, network_from_checkpoint
+
+    rebuilt = network_from_checkpoint(load_checkpoint(report["tested_checkpoint"]), source="the checkpoint")
+    with torch.no_grad():
+        rebuilt_loss = torch.nn.functional.cross_entropy(rebuilt.eval()(images), labels).item()
+    assert rebuilt_loss == pytest.approx(report["test_loss"], rel=1e-5)
 
 
 def test_bad_start_epoch(tmp_path, capsys):

@@ -5,8 +5,9 @@ Either way the network that is tested runs the quantised weights, and the report
 bytes at ``bits`` per weight (``hyper.storage``). Checkpoints hold the float (latent) weights
 under the network's own parameter names, so they load into the network a config builds; the
 callback quantises again before each test. The checkpoint also records the bits it was run at
-(``QUANTIZATION_KEY``): ``test``, ``validate`` and ``predict`` given such a checkpoint quantise
-again on their own (``callback_for``), so its scores are those of the quantised network.
+(``hyper.compression.quantize.CHECKPOINT_KEY``): ``test``, ``validate`` and ``predict`` given such a checkpoint quantise
+again on their own (``callback_for``), so its scores are those of the quantised network; a
+network rebuilt from it (``network_from_checkpoint``: sampling, a teacher) is quantised too.
 
     trainer:
       callbacks:
@@ -23,11 +24,10 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
-from hyper.compression.quantize import check_bits, dequantize, is_quantized, quantize
+from hyper.compression.quantize import CHECKPOINT_KEY, check_bits, dequantize, is_quantized, quantize
 from hyper.training.compression.phases import check_count, check_epoch, forget_best
 
 LATENT = re.compile(r"(^|\.)parametrizations\.(\w+)\.original$")
-QUANTIZATION_KEY = "quantization"  # in a checkpoint: {"bits": b}
 
 
 class PostTrainingQuantization(Callback):
@@ -57,7 +57,7 @@ class PostTrainingQuantization(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {LATENT.sub(r"\1\2", k): v for k, v in checkpoint["state_dict"].items()}
-        checkpoint[QUANTIZATION_KEY] = {"bits": self.bits}
+        checkpoint[CHECKPOINT_KEY] = {"bits": self.bits}
 
     def _quantize(self, pl_module: L.LightningModule) -> None:
         if not is_quantized(pl_module.network):
@@ -94,7 +94,7 @@ def callback_for(checkpoint: dict[str, Any], callbacks: list[Callback]) -> PostT
     """The callback that quantises a checkpoint's network as its run did, when ``callbacks``
     hold none: a quantised run's checkpoint holds float weights, and testing them as they are
     would score a network the run never reported."""
-    recorded = checkpoint.get(QUANTIZATION_KEY)
+    recorded = checkpoint.get(CHECKPOINT_KEY)
     if not recorded or any(isinstance(c, PostTrainingQuantization) for c in callbacks):
         return None
     return PostTrainingQuantization(bits=int(recorded["bits"]))
