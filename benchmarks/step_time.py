@@ -6,18 +6,19 @@ Run: ``python benchmarks/step_time.py [--model wrn40_1|wrn28_10|resnet18] [--bat
 Per round, interleaved (the order reversed every other round, so drift in the machine's load hits
 all alike), one call of each of:
 
-- hyper step, plain step: forward, cross-entropy, backward, SGD step (momentum 0.9);
-- generation: the weight source alone, forward and backward (given gradients for every weight);
-- plain fwd+bwd: the plain step without its optimizer step;
-- hyper target fwd+bwd: the target run through ``functional_call`` with fixed weights that
-  require gradients: the wrapper's cost without the generation.
+- hyper step, plain step: forward, cross-entropy, backward, SGD step (momentum 0.9), each timed
+  whole and phase by phase inside the same call (generation forward, the target's forward and
+  loss, backward, optimizer step), so the phases of a step add up to that step;
+- generation: the weight source alone, forward and backward (given gradients for every weight).
 
 The verdicts are ratios of medians with a bootstrap 90% interval over rounds; a target is called
 met or not only when the whole interval lies on one side of it, else "within noise". The
-breakdown divides the hyper step's extra time (medians of the same rounds) into generation, the
-wrapper's own cost, and the optimizer step the hypernetwork saves (it updates far fewer
-parameters). Targets: WRN-40-1 step <= 1.02, WRN-28-10 step <= 1.03 at batch 32 and generation
-<= 300 ms at 1 thread, materialized inference <= 1.01 of the plain model's.
+breakdown sets the hyper step's phases beside the plain step's: what generation adds forward,
+what running the target through ``functional_call`` adds, what the backward adds (the
+generation's backward and the gradients of the generated weights), and the optimizer time the
+hypernetwork saves (it updates far fewer parameters). Targets: WRN-40-1 step <= 1.02, WRN-28-10
+step <= 1.03 at batch 32 and generation <= 300 ms at 1 thread, materialized inference <= 1.01 of
+the plain model's.
 
 Allocator: by default glibc's own (what a user gets); ``--malloc caching`` re-runs the script with
 glibc's mmap and trim thresholds raised so freed blocks are kept for reuse, to show how much of a
@@ -30,6 +31,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable
 
 import torch
@@ -49,14 +51,30 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module], tuple[
 CACHING_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
 
 
-def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, optimize: bool = True) -> Callable[[], None]:
+PHASES = ("generation forward", "forward + loss", "backward", "optimizer step")
+
+
+def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, phases: dict[str, list[float]]) -> Callable[[], None]:
+    """One SGD step; each call appends its phases' seconds to ``phases`` (generation forward is
+    0 for a plain model)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    generated = hasattr(model, "generated_weights")
+    for name in PHASES:
+        phases[name] = []
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        if optimize:
-            optimizer.step()
+        t0 = time.perf_counter()
+        weights = model.generated_weights() if generated else None
+        t1 = time.perf_counter()
+        loss = F.cross_entropy(model(x, weights=weights) if generated else model(x), y)
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        optimizer.step()
+        t4 = time.perf_counter()
+        for name, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            phases[name].append(seconds)
 
     return step
 
@@ -68,19 +86,6 @@ def generation(model: nn.Module) -> Callable[[], None]:
     def run() -> None:
         weights = model.generated_weights()
         torch.autograd.backward([weights[k] for k in grads], [grads[k] for k in grads])
-
-    return run
-
-
-def target_only(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """The wrapped target's forward and backward with fixed weights: the wrapper without generation."""
-    with torch.no_grad():
-        fixed = {name: w.clone().requires_grad_() for name, w in model.generated_weights().items()}
-
-    def run() -> None:
-        for w in fixed.values():
-            w.grad = None
-        F.cross_entropy(model(x, weights=fixed), y).backward()
 
     return run
 
@@ -105,19 +110,24 @@ def report_ratio(times: dict[str, list[float]], name: str, baseline: str, target
           f"{verdict(low, high, target)}")
 
 
-def report_steps(times: dict[str, list[float]], target: float, generated: int) -> None:
+def report_steps(times: dict[str, list[float]], phases: dict[str, dict[str, list[float]]], target: float,
+                 generated: int, warmup: int) -> None:
     print("\ntraining step (forward, loss, backward, SGD step), medians:")
     for name in times:
         print(f"  {name:<24} {median_ms(times, name):9.1f} ms")
     report_ratio(times, "hyper step", "plain step", target)
     extra = median_ms(times, "hyper step") - median_ms(times, "plain step")
-    wrapper = median_ms(times, "hyper target fwd+bwd") - median_ms(times, "plain fwd+bwd")
-    optimizer = median_ms(times, "plain step") - median_ms(times, "plain fwd+bwd")
+    print(f"  hyper - plain = {extra:+.1f} ms; phase by phase inside the same steps (medians, ms):")
+    print(f"    {'phase':<20} {'hyper':>9} {'plain':>9} {'difference':>11}")
+    total = {"hyper": 0.0, "plain": 0.0}
+    for phase in PHASES:
+        medians = {m: statistics.median(phases[m][phase][warmup:]) * 1e3 for m in total}
+        for m in total:
+            total[m] += medians[m]
+        print(f"    {phase:<20} {medians['hyper']:9.1f} {medians['plain']:9.1f} {medians['hyper'] - medians['plain']:+11.1f}")
+    print(f"    {'sum of phases':<20} {total['hyper']:9.1f} {total['plain']:9.1f} {total['hyper'] - total['plain']:+11.1f}")
     gen = median_ms(times, "generation")
-    print(f"  hyper - plain = {extra:+.1f} ms: generation {gen:+.1f}, wrapper (functional_call, grads of "
-          f"generated weights) {wrapper:+.1f}, plain's optimizer step it skips {-optimizer:+.1f}, "
-          f"rest {extra - gen - wrapper + optimizer:+.1f}")
-    print(f"  generation: {gen:.1f} ms forward + backward for {generated / 1e6:.2f}M generated weights "
+    print(f"  generation alone: {gen:.1f} ms forward + backward for {generated / 1e6:.2f}M generated weights "
           f"= {gen / (generated / 1e6):.1f} ms per million")
 
 
@@ -142,14 +152,13 @@ def main() -> None:
     print(f"{args.model}: batch {batch}, {'x'.join(map(str, shape))}, {args.threads} thread(s), {rounds} rounds "
           f"after {args.warmup} warm-up, glibc malloc {args.malloc}, torch {torch.__version__}")
 
+    phases: dict[str, dict[str, list[float]]] = {"hyper": {}, "plain": {}}
     steps = interleaved_times({
-        "hyper step": training_step(hyper, x, y),
-        "plain step": training_step(plain, x, y),
+        "hyper step": training_step(hyper, x, y, phases["hyper"]),
+        "plain step": training_step(plain, x, y, phases["plain"]),
         "generation": generation(hyper),
-        "hyper target fwd+bwd": target_only(hyper, x, y),
-        "plain fwd+bwd": training_step(plain, x, y, optimize=False),
     }, rounds, args.warmup)
-    report_steps(steps, target, generated)
+    report_steps(steps, phases, target, generated, args.warmup)
 
     baked = materialize(hyper)
     infer = interleaved_times({"materialized": inference(baked, x), "plain": inference(plain, x)}, rounds, args.warmup)
