@@ -36,7 +36,6 @@ measured slower: its call overhead (~20 µs) is of the order of the arithmetic a
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.lstm_scan import Norms, lstm_layer_scan

@@ -2,7 +2,6 @@
 
 import dataclasses
 import hashlib
-import io
 import socket
 import tarfile
 import urllib.error
