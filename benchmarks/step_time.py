@@ -1,7 +1,11 @@
 """Training-step time of a hypernetwork against its plain network, on CPU, with the breakdown.
 
-Run: ``python benchmarks/step_time.py [--model wrn40_1|wrn28_10|resnet18] [--batch N]
-[--threads 1] [--rounds N] [--malloc default|caching]``
+Run: ``python benchmarks/step_time.py [--model wrn40_1|wrn28_10|resnet18|char_transformer]
+[--batch N] [--threads 1] [--rounds N] [--malloc default|caching]``
+
+``char_transformer`` is the LLM-shaped path: the character transformer (6 blocks of width 384,
+context 256, as nanoGPT's character model; 65 characters) with its blocks' matrices generated
+(``HyperCharTransformer``'s selection, N_z 16), on 128-token windows, next-token cross-entropy.
 
 Per round, interleaved (the order reversed every other round, so drift in the machine's load hits
 all alike), one call of each of:
@@ -39,14 +43,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from hyper import Hyper, materialize, wrap
-from models import create_model, resnet18
+from models import CharTransformer, create_model, resnet18
 from timing import interleaved_times, ratio_interval, verdict  # benchmarks/timing.py, beside this script
 
-# model -> (build hyper, build plain, input shape, batch, rounds, step target)
-MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module], tuple[int, ...], int, int, float]] = {
+VOCAB, WINDOW = 65, 128  # the character transformer's row: tinyshakespeare's characters
+
+
+def char_transformer() -> nn.Module:
+    torch.manual_seed(0)
+    return CharTransformer(vocab_size=VOCAB, num_layers=6, num_heads=6, embed_dim=384, context=256)
+
+
+# model -> (build hyper, build plain, input shape (or "tokens"), batch, rounds, step target)
+MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module], tuple[int, ...] | str, int, int, float]] = {
     "wrn40_1": (lambda: create_model("hyper_wrn40_1"), lambda: create_model("wrn40_1"), (3, 32, 32), 64, 20, 1.02),
     "wrn28_10": (lambda: create_model("hyper_wrn28_10"), lambda: create_model("wrn28_10"), (3, 32, 32), 32, 8, 1.03),
     "resnet18": (lambda: wrap(resnet18(num_classes=10), Hyper()), lambda: resnet18(num_classes=10), (3, 112, 112), 32, 12, 1.03),
+    "char_transformer": (lambda: wrap(char_transformer(), Hyper(embedding_dim=16), include="blocks.*"),
+                         char_transformer, "tokens", 16, 12, 1.03),
 }
 CACHING_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
 
@@ -67,7 +81,12 @@ def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, phases: di
         t0 = time.perf_counter()
         weights = model.generated_weights() if generated else None
         t1 = time.perf_counter()
-        loss = F.cross_entropy(model(x, weights=weights) if generated else model(x), y)
+        output = model(x, weights=weights) if generated else model(x)
+        if isinstance(output, tuple):  # a language model: (logits (B, T, V), state)
+            output, y_ = output[0].flatten(0, 1), y.flatten()
+        else:
+            y_ = y
+        loss = F.cross_entropy(output, y_)
         t2 = time.perf_counter()
         loss.backward()
         t3 = time.perf_counter()
@@ -146,10 +165,15 @@ def main() -> None:
     batch, rounds = args.batch or batch, args.rounds or rounds
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
+    if shape == "tokens":
+        tokens = torch.randint(0, VOCAB, (batch, WINDOW + 1))
+        x, y = tokens[:, :-1], tokens[:, 1:]
+    else:
+        x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
     hyper, plain = make_hyper(), make_plain()
     generated = sum(w.numel() for w in hyper.generated_weights().values())
-    print(f"{args.model}: batch {batch}, {'x'.join(map(str, shape))}, {args.threads} thread(s), {rounds} rounds "
+    described = f"{WINDOW} tokens" if shape == "tokens" else "x".join(map(str, shape))
+    print(f"{args.model}: batch {batch}, {described}, {args.threads} thread(s), {rounds} rounds "
           f"after {args.warmup} warm-up, glibc malloc {args.malloc}, torch {torch.__version__}")
 
     phases: dict[str, dict[str, list[float]]] = {"hyper": {}, "plain": {}}

@@ -20,6 +20,8 @@ class GeneratedLayer:
             only layers of the same role and shape can share weights.
         gain: the initialisation gain: every source starts the weight with standard deviation
             gain / sqrt(fan_in) (Kaiming: sqrt(2) for a conv before a ReLU, 1 for a linear map).
+        transposed: the weight is stored (in, out), as Hugging Face's ``Conv1D`` (GPT-2) keeps
+            it: its fan-in is then the first axis.
     """
 
     name: str
@@ -28,10 +30,13 @@ class GeneratedLayer:
     block: int
     role: str
     gain: float = math.sqrt(2.0)
+    transposed: bool = False
 
     def __post_init__(self) -> None:
         if len(self.shape) < 2:
             raise ValueError(f"a generated weight needs (out, in, ...) axes; {self.name} has shape {self.shape}")
+        if 0 in self.shape:
+            raise ValueError(f"a generated weight needs entries; {self.name} has shape {self.shape}")
 
     @property
     def numel(self) -> int:
@@ -45,7 +50,7 @@ class GeneratedLayer:
     @property
     def fan_in(self) -> int:
         """Inputs feeding one output unit: in-channels × kernel area."""
-        return math.prod(self.shape[1:])
+        return self.shape[0 if self.transposed else 1] * math.prod(self.shape[2:])
 
     @property
     def init_std(self) -> float:

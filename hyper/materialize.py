@@ -7,6 +7,7 @@ overhead and exports (state_dict, TorchScript, ONNX, torch.export) like any modu
 from __future__ import annotations
 
 import copy
+import reprlib
 
 import torch
 from torch import nn
@@ -23,6 +24,9 @@ def materialize(model: nn.Module) -> nn.Module:
     own class with each of them baked. Tied layers get separate copies of their shared weight,
     so the result is an ordinary untied network.
     """
+    if not isinstance(model, nn.Module):
+        given = f"the class {model.__name__}" if isinstance(model, type) else reprlib.repr(model)
+        raise TypeError(f"model must be an nn.Module (a wrapped network, or one holding some), got {given}")
     if isinstance(model, GeneratedNetwork):
         return _bake(model)
     plain = copy.deepcopy(model)
@@ -35,9 +39,10 @@ def materialize(model: nn.Module) -> nn.Module:
 
 def _bake(network: GeneratedNetwork) -> nn.Module:
     weights = network.generated_weights()
-    plain = materialize(network.target)  # a copy, itself baked if it holds generated networks
+    with network.unbound() as target:  # the copy gets neither the bound tensors nor the hooks
+        plain = materialize(target)  # a copy, itself baked if it holds generated networks
     for name, weight in weights.items():
         module_name, _, param_name = name.rpartition(".")
-        module = plain.get_submodule(module_name)
-        module.register_parameter(param_name, nn.Parameter(weight.detach().clone(memory_format=torch.contiguous_format)))
+        # setattr, not register_parameter: an RNN also refreshes its cached list of flat weights
+        setattr(plain.get_submodule(module_name), param_name, nn.Parameter(weight.detach().clone(memory_format=torch.contiguous_format)))
     return plain

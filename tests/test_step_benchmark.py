@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_step_time_prints_the_ratio_and_phases_that_add_up():
-    args = ["--model", "wrn40_1", "--batch", "2", "--rounds", "2", "--warmup", "0"]
+@pytest.mark.parametrize("model", ["wrn40_1", "char_transformer"])
+def test_step_time_prints_the_ratio_and_phases_that_add_up(model):
+    args = ["--model", model, "--batch", "2", "--rounds", "2", "--warmup", "0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "benchmarks/step_time.py", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
