@@ -14,6 +14,7 @@ weights: a weight under a ``torch.nn.utils.prune`` mask counts ``weight_orig * w
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -85,6 +86,9 @@ def count_parameters(model: nn.Module, *, nonzero: bool = False) -> ParameterCou
         model: the model.
         nonzero: count only non-zero trainable entries (magnitude-pruned networks).
     """
+    if not isinstance(model, nn.Module):
+        given = f"the class {model.__name__}" if isinstance(model, type) else reprlib.repr(model)
+        raise TypeError(f"model must be an nn.Module (an instance) to count, got {given}")
     if nonzero:
         return _count_nonzero(model)
     generated = [m for m in model.modules() if isinstance(m, GeneratedNetwork)]

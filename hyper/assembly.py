@@ -135,6 +135,9 @@ class _GenerateAndAssemble(torch.autograd.Function):
         z, weight, _, placements, tile_shape, buffers = inputs
         ctx.save_for_backward(z, weight)
         ctx.placements, ctx.tile_shape, ctx.buffers = placements, tile_shape, buffers
+        # A weight the loss did not use gets None, not a weight-sized tensor of zeros made for it:
+        # backward zeroes its slice of the reused gradient buffer instead (no allocation).
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, *grads):  # noqa: ANN001, ANN205

@@ -55,6 +55,16 @@ def test_weights_someone_holds_are_never_overwritten():
     assert not torch.equal(again["a"], held["a"])
 
 
+def test_one_weight_someone_holds_is_never_overwritten():
+    src = source().float()
+    with torch.no_grad():
+        held = src()["a"]  # the other weights dropped: one view is the least that can hold the buffer
+        kept = held.clone()
+        src.tables["3x3"].embeddings.add_(1.0)
+        src()
+    assert torch.equal(held, kept)
+
+
 def test_buffers_are_reused_once_nothing_holds_them():
     src = source().float()
     with torch.no_grad():
@@ -71,3 +81,17 @@ def test_two_forwards_before_one_backward_sum_their_gradients():
     src.zero_grad()
     src()["a"].sum().backward()
     assert torch.allclose(twice, 2 * src.tables["3x3"].embeddings.grad)
+
+
+def test_weights_the_loss_leaves_out_get_zero_gradient_in_a_reused_buffer():
+    fast_src, slow_src = source(), source()
+    weights = fast_src()
+    sum(w.sum() for w in weights.values()).backward()  # every tile's slot of the gradient buffer is written
+    grad_buffer = fast_src.tables["3x3"].reused.grad
+    first = grad_buffer.tensor.data_ptr()
+    fast_src.zero_grad()
+    fast_src()["a"].sum().backward()  # b, c0 and c1 unused: their slots still hold the last step's
+    assert grad_buffer.tensor.data_ptr() == first  # the same buffer, reused
+    autograd_weights(slow_src)["a"].sum().backward()
+    for (name, p), (_, q) in zip(fast_src.named_parameters(), slow_src.named_parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-10, atol=1e-12), name

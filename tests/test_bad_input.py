@@ -50,6 +50,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "random.ckpt": os.urandom(4096),
         "binary.txt": bytes(range(256)) * 8,
         "empty.txt": b"",
+        "empty.yaml": b"",
+        "comments.yaml": b"# nothing set yet\n",
+        "scalar.yaml": b"hello\n",
         "list.yaml": b"- a\n- b\n",
         "broken.yaml": b"trainer:\n  max_epochs: [1, 2\nmodel: {}\n",
         "a_file": b"not a folder",
@@ -57,6 +60,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, content in writes.items():
         (root / name).write_bytes(content)
         paths[name] = root / name
+    nan_lr = yaml.safe_load(config.read_text())
+    nan_lr["model"]["init_args"]["optimizer"] = {"class_path": "torch.optim.SGD", "init_args": {"lr": float("nan")}}
+    paths["nan_lr.yaml"] = root / "nan_lr.yaml"
+    paths["nan_lr.yaml"].write_text(yaml.safe_dump(nan_lr))  # lr: .nan
     crafted = root / "crafted.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": Planted(paths["marker"])}}, crafted)
     paths["crafted.ckpt"] = crafted
@@ -110,11 +117,23 @@ CASES = [
     ("batch_size 0", ["fit", "-c", "{config}", "--data.batch_size", "0"], ["batch_size"]),
     ("label_smoothing", ["fit", "-c", "{config}", "--model.label_smoothing", "1.5"], ["label_smoothing must be in [0, 1)"]),
     ("distill_weight", ["fit", "-c", "{config}", "--model.distill_weight", "1.5"], ["distill_weight must be in [0, 1]"]),
+    ("lr nan", ["fit", "-c", "{config}", "--model.optimizer.lr", "nan"], ["--model.optimizer.lr: the learning rate must be a finite positive number, got nan"]),
+    ("lr nan, init_args", ["fit", "-c", "{config}", "--model.optimizer.init_args.lr", "nan"], ["--model.optimizer.init_args.lr: the learning rate must be a finite positive number, got nan"]),
+    ("lr inf", ["fit", "-c", "{config}", "--model.optimizer.lr=inf"], ["--model.optimizer.lr: the learning rate must be a finite positive number, got inf"]),
+    ("lr 0", ["fit", "-c", "{config}", "--model.optimizer.lr", "0"], ["learning rate must be a finite positive number, got 0"]),
+    ("lr -1", ["fit", "-c", "{config}", "--model.optimizer.lr", "-1"], ["learning rate must be a finite positive number, got -1"]),
+    ("lr nan, no subcommand", ["-c", "{config}", "--model.optimizer.lr", "nan"], ["learning rate must be a finite positive number, got nan"]),
+    ("lr .nan in a config", ["fit", "-c", "{nan_lr.yaml}"], ["model.optimizer.lr: the learning rate must be a finite positive number, got nan"]),
+    ("optimizer weight_decay", ["fit", "-c", "{config}", "--model.optimizer.weight_decay", "abc"], ["model.optimizer.weight_decay", "float", "abc"]),
     # config files
     ("config missing", ["fit", "-c", "{tmp}/nope.yaml"], ["--config", "nope.yaml: no such file"]),
     ("preset missing", ["--config", "no_such_preset"], ["--config no_such_preset: no such file, nor a preset"]),
     ("config broken YAML", ["fit", "-c", "{broken.yaml}"], ["broken.yaml line 3", "not valid YAML"]),
     ("config a list", ["fit", "-c", "{list.yaml}"], ["list.yaml must be a mapping"]),
+    ("config empty", ["fit", "-c", "{empty.yaml}"], ["--config", "empty.yaml is empty", "mapping of options"]),
+    ("config empty, no subcommand", ["--config", "{empty.yaml}"], ["--config", "empty.yaml is empty"]),
+    ("config only comments", ["fit", "-c", "{comments.yaml}"], ["comments.yaml is empty"]),
+    ("config a scalar", ["fit", "-c", "{scalar.yaml}"], ["scalar.yaml must be a mapping", "got a str"]),
     ("config a folder", ["fit", "-c", "{tmp}"], ["is a directory"]),
     ("no model", ["fit", "--data", "test_cli.TinyImages"], ["no model to fit"]),
     # checkpoints: missing, a folder, empty, truncated, random bytes, planted code

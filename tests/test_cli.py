@@ -205,6 +205,15 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
     assert all(f"  {command} " in out for command in ("fit", "test", "run", "sweep", "plot", "sample"))
 
 
+def test_help_says_the_subcommand_is_optional(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "required" not in out, out  # no subcommand means run
+    assert " [{fit,validate,test,predict,run}] [-c CONFIG] " in out.splitlines()[0], out
+    assert "without one: run" in out
+
+
 def test_last_checkpoint_is_the_latest_state_and_best_the_best(tmp_path: Path) -> None:
     # "step" never improves in mode min: best.ckpt stays at epoch 0, last.ckpt must move on.
     config = write_config(tmp_path)

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hyper.data import CharDataModule
 from hyper.sweeps import Entry, load_sweep, pareto_front, summarize, summary_table
 from hyper.sweeps.grid import set_path
 from hyper.training.cli import HyperCLI, main
 from hyper.training.sweep_cli import run_point
+from test_language_model import bpc_by_hand
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = ("char_lstm", "shakespeare_lstm")
@@ -38,6 +40,11 @@ def shrunk(config: dict, corpus: Path) -> dict:
     return config
 
 
+def bpc_of_tested_checkpoint(report: dict, config: dict) -> float:
+    """The test split's bpc recomputed from the checkpoint the report says it tested."""
+    return bpc_by_hand(report["tested_checkpoint"], CharDataModule(**config["data"]["init_args"]))
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_parses_and_its_first_point_trains(name: str, tmp_path: Path) -> None:
     sweep = load_sweep(CONFIGS / "sweeps" / f"{name}.yaml")
@@ -48,8 +55,10 @@ def test_preset_parses_and_its_first_point_trains(name: str, tmp_path: Path) -> 
     assert points[0].method == "plain" and all(p.teacher_from == "plain" for p in points if p.method == "distilled")
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
-    report = run_point(replace(points[0], config=shrunk(points[0].config, corpus)), tmp_path / "run", None)
-    assert report["test_bpc"] > 0 and report["steps"] == 3
+    config = shrunk(points[0].config, corpus)
+    report = run_point(replace(points[0], config=config), tmp_path / "run", None)
+    assert report["steps"] == 3
+    assert report["test_bpc"] == pytest.approx(bpc_of_tested_checkpoint(report, config), rel=1e-5)
     if name == "char_lstm":  # every point's network and callbacks build (the first trained above)
         for n, point in enumerate(points[1:]):
             path = tmp_path / f"point{n}.yaml"
@@ -154,5 +163,7 @@ def test_paper_claim_preset_compares_equal_units_and_matched_parameters(tmp_path
     assert counts["HyperLSTM"] == (256, 657_474)
     assert counts["LN-LSTM equal units"][0] == 256  # equal units: HyperLSTM has more parameters
     assert abs(counts["LN-LSTM matched parameters"][1] - 657_474) / 657_474 < 0.005
-    report = run_point(replace(points[0], config=shrunk(points[0].config, corpus)), tmp_path / "run", None)
-    assert report["test_bpc"] > 0
+    config = shrunk(points[0].config, corpus)
+    report = run_point(replace(points[0], config=config), tmp_path / "run", None)
+    assert report["steps"] == 3
+    assert report["test_bpc"] == pytest.approx(bpc_of_tested_checkpoint(report, config), rel=1e-5)

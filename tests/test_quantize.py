@@ -3,6 +3,7 @@ embeddings and generator too), and the command line testing the quantised networ
 
 import json
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -10,10 +11,12 @@ from torch import nn
 
 from hyper import count_parameters, materialize
 from hyper.compression import dequantize, quantize
-from hyper.compression.quantize import Quantizer
+from hyper.compression.quantize import Quantizer, is_quantized
+from hyper.training import ImageClassifier
+from hyper.training.compression import QuantizationAwareTraining
 from hyper.training.cli import main
 from models import HyperResNet, create_model
-from test_cli import TinyImages, only_run, write_config
+from test_cli import NETWORK, TinyImages, only_run, write_config
 
 
 def conv_weight():
@@ -138,6 +141,28 @@ def test_the_command_line_tests_the_quantised_network(tmp_path, callback, args):
     assert report["test_acc"] == pytest.approx(accuracy_of(network))
     assert report["size_bytes"] == count_parameters(network).size_bytes < float_bytes / 3
     assert report["compression_bytes"] > 3 * report["compression_ratio"]
+
+
+class QuantisedSteps(L.Callback):
+    """(epoch, whether the network runs quantised weights) at every training step."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, bool]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        self.steps.append((trainer.current_epoch, is_quantized(pl_module.network)))
+
+
+def test_quantisation_aware_training_trains_quantised_from_start_epoch_on(tmp_path, one_thread):
+    # Testing quantised alone cannot tell QAT from post-training quantisation: the training steps can.
+    torch.manual_seed(0)
+    steps = QuantisedSteps()
+    trainer = L.Trainer(
+        max_epochs=2, callbacks=[QuantizationAwareTraining(bits=4, start_epoch=1), steps], default_root_dir=tmp_path,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    trainer.fit(ImageClassifier(network=HyperResNet(**NETWORK)), datamodule=TinyImages())  # 2 steps an epoch
+    assert steps.steps == [(0, False), (0, False), (1, True), (1, True)]
 
 
 def test_testing_a_quantised_runs_checkpoint_alone_quantises_it_again(tmp_path):

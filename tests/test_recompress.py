@@ -4,15 +4,18 @@ network compressed into a hypernetwork (weight-space fit), a small network train
 import csv
 import json
 
+import lightning as L
 import pytest
 import torch
 import yaml
 
 from hyper import count_parameters, materialize
 from hyper.compression.fit import compress_into, reconstruction_error, trained_kernels
+from hyper.training import ImageClassifier
 from hyper.training.cli import main
+from hyper.training.compression import ChannelDropping
 from models import HyperResNet, WideResNet
-from test_cli import only_run, write_config
+from test_cli import TinyImages, only_run, write_config
 
 PLAIN = {"class_path": "models.WideResNet", "init_args": {"depth": 10, "width": 1, "num_classes": 4, "in_channels": 3}}
 HYPER = {"class_path": "models.HyperResNet", "init_args": {**PLAIN["init_args"], "embedding_dim": 4, "hidden_dim": 8}}
@@ -69,6 +72,32 @@ def test_channel_dropping_tests_a_smaller_dense_network(tmp_path):
     assert all(w < full for w, full in zip(widths, (16, 32, 64)))  # every block lost inner channels
     assert [state[f"network.stages.{s}.0.conv2.weight"].shape[1] for s in range(3)] == widths
     assert report["plain_equivalent_params"] == CONFIGURED and report["trainable_params"] < CONFIGURED
+
+
+class AddedGradients(L.Callback):
+    """(epoch, whether the callbacks after this one added to the gradients) at every step: the
+    gradients as backward left them, against those the optimiser is about to use."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, bool]] = []
+
+    def on_after_backward(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self._backward = [(p, p.grad.clone()) for p in pl_module.parameters() if p.grad is not None]
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:  # noqa: ANN001
+        added = any(not torch.equal(p.grad, grad) for p, grad in self._backward)
+        self.steps.append((trainer.current_epoch, added))
+
+
+def test_the_channel_penalty_acts_through_the_end_of_at_epoch_then_stops(tmp_path, one_thread):
+    torch.manual_seed(0)
+    added = AddedGradients()  # before ChannelDropping: sees the gradients without its penalty
+    trainer = L.Trainer(
+        max_epochs=3, callbacks=[added, ChannelDropping(penalty=0.01, threshold=0.5, at_epoch=1)], default_root_dir=tmp_path,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    trainer.fit(ImageClassifier(network=WideResNet(**PLAIN["init_args"])), datamodule=TinyImages())  # 2 steps an epoch
+    assert added.steps == [(0, True), (0, True), (1, True), (1, True), (2, False), (2, False)]
 
 
 def test_compress_a_trained_network_into_a_hypernetwork_taught_by_it(tmp_path):

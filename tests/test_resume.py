@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from hyper.training.cli import main
+from hyper.training.loggers import RunCSVLogger
 from test_language_model import write_config as write_lm_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -122,7 +123,11 @@ def test_a_killed_run_resumes_in_its_folder_to_the_uninterrupted_metrics(tmp_pat
         assert resumed[key] == expected[key], key
     assert resumed["status"] == "finished" and resumed["sessions"] == 2 and "sessions" not in expected
     assert resumed["fit_time_s"] > 0.3 * (expected["epochs"] - 1)  # both sessions' time (Pause: 0.3 s/epoch)
-    assert logged_steps(run) == logged_steps(next((tmp_path / "whole").glob("*/version_0")))
+    whole_run = next((tmp_path / "whole").glob("*/version_0"))
+    assert logged_steps(run) == logged_steps(whole_run)
+    # every row, value for value: those of the killed session (its epoch's training metrics, logged
+    # after the epoch-end checkpoint, too) and none it logged after its checkpoint twice
+    assert (run / "metrics.csv").read_text() == (whole_run / "metrics.csv").read_text()
 
 
 def test_a_killed_sweep_loses_and_redoes_nothing(tmp_path: Path) -> None:
@@ -195,6 +200,51 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert all(torch.isfinite(w).all() for w in weights.values())
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "failed" and "the training loss is" in report["error"]
+
+
+def test_a_new_column_rewrites_metrics_csv_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning truncated metrics.csv, then wrote it again, when a column was new: a run killed
+    in between (the first validation, an epoch's training metrics) left it empty."""
+    logger = RunCSVLogger(tmp_path, "run", version="version_0")
+    logger.log_metrics({"train_loss": 2.0}, step=4)
+    logger.save()
+    path = Path(logger.log_dir) / "metrics.csv"
+    before = path.read_text()
+    logger.log_metrics({"val_acc": 0.5}, step=9)
+
+    def killed(self: csv.DictWriter, rows: list) -> None:
+        raise Killed
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", killed)
+    with pytest.raises(Killed):
+        logger.save()
+    assert path.read_text() == before
+
+
+class Killed(Exception):
+    """The process dies here."""
+
+
+def test_a_resumed_logger_keeps_the_rows_before_its_checkpoint_as_written(tmp_path: Path) -> None:
+    first = RunCSVLogger(tmp_path, "run", version="version_0")
+    for step, row in [(0, {"params": 5898}), (4, {"train_loss": 2.25}), (9, {"val_acc": 0.1}), (14, {"train_loss": 2.0})]:
+        first.log_metrics(row, step=step)
+    first.save()
+    path = Path(first.log_dir) / "metrics.csv"
+    with open(path, "a", newline="") as file:
+        file.write(",,19,1.9")  # a row a kill cut short
+    kept = path.read_text().splitlines(keepends=True)[:4]  # the header and steps 0, 4, 9
+
+    resumed = RunCSVLogger(tmp_path, "run", version="version_0", resume_step=10)
+    resumed.experiment  # the writer's start: Lightning's deleted the file here
+    assert path.read_text() == "".join(kept)  # a kill now loses nothing
+    resumed.log_metrics({"params": 6000}, step=0)  # counted again, on trained weights: a repeat
+    resumed.log_metrics({"train_loss": 2.0}, step=14)
+    resumed.save()
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(r["step"], r["params"]) for r in rows] == [("0", "5898"), ("4", ""), ("9", ""), ("14", "")]
+    assert path.read_text().startswith("".join(kept))
 
 
 class BlowUp(L.Callback):

@@ -1,5 +1,7 @@
 """Bytes by hand: each storage format of a small module, and the byte compression ratio."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -78,26 +80,48 @@ def test_tied_tensors_count_once():
     assert size_bytes(nn.Sequential(shared, shared)) == 64 * 4
 
 
-def test_count_parameters_reports_bytes_and_their_ratio():
-    model = WideResNet(depth=10, width=1)
+def without_zeros(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(1.0)  # no exact zeros (fresh biases are): every tensor dense
+            p.add_(1.0)  # no exact zeros (fresh biases are), before or after quantising: every tensor dense
+    return model
+
+
+def quantised_bytes(model: nn.Module, bits: int) -> int:
+    """Bytes of ``model`` quantised at ``bits`` with every tensor dense, by hand: a tensor of two or
+    more axes is its codes packed at ``bits`` (whole bytes) plus a 4-byte scale per first-axis slice,
+    or one scale for the tensor when a slice holds fewer than 16 entries; the rest stay fp32."""
+    total = 0
+    for p in model.parameters():
+        if p.dim() >= 2:
+            scales = p.shape[0] if p[0].numel() >= 16 else 1
+            total += math.ceil(p.numel() * bits / 8) + 4 * scales
+        else:
+            total += 4 * p.numel()
+    return total
+
+
+def test_count_parameters_reports_bytes_and_their_ratio():
+    model = without_zeros(WideResNet(depth=10, width=1))
     dense = count_parameters(model)
     assert dense.size_bytes == 4 * dense.plain_equivalent and dense.compression_bytes == pytest.approx(1.0)
     assert dense.compression_ratio == 1.0
+    expected = quantised_bytes(model, 8)
     quantize(model, bits=8)
     quantised = count_parameters(model)
     assert quantised.compression_ratio == 1.0  # the parameter ratio is unchanged
-    assert 3.5 < quantised.compression_bytes < 4.0  # one byte a weight, fp32 biases, norms and scales
+    assert quantised.size_bytes == expected
+    assert quantised.compression_bytes == pytest.approx(4 * dense.plain_equivalent / expected)
     assert "byte compression" in quantised.table()
 
 
 def test_a_quantised_hypernetwork_counts_its_own_embeddings_and_generator():
-    model = HyperResNet(depth=10, width=1, embedding_dim=4, hidden_dim=8)
+    model = without_zeros(HyperResNet(depth=10, width=1, embedding_dim=4, hidden_dim=8))
     full = count_parameters(model)
+    expected = quantised_bytes(model, 4)
     quantize(model, bits=4)
     quantised = count_parameters(model)
     assert quantised.trainable == full.trainable and quantised.breakdown == full.breakdown
-    assert quantised.size_bytes < full.size_bytes / 5
-    assert quantised.compression_bytes > 5 * quantised.compression_ratio
+    assert quantised.size_bytes == expected
+    plain = sum(p.numel() for p in WideResNet(depth=10, width=1).parameters())  # what the hypernetwork stands for
+    assert quantised.compression_bytes == pytest.approx(4 * plain / expected)

@@ -29,11 +29,25 @@ def test_svd_at_full_rank_reproduces_the_layer(layer, x):
         factorize_layer(layer, full + 1)
 
 
+def factorised_count(model: nn.Module, rank: int) -> int:
+    """Parameters after factorising at ``rank``, by hand: a conv or linear weight of out × fan
+    (fan = in·f·f) becomes a pair of r·(out + fan) weights when that is fewer; the rest stay."""
+    total = 0
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name == "weight" and p.dim() >= 2:  # a conv's or a linear's
+                out, fan = p.shape[0], p[0].numel()
+                total += min(rank * (out + fan), out * fan)
+            else:
+                total += p.numel()
+    return total
+
+
 def test_factorize_a_network_shrinks_the_layers_it_can():
     torch.manual_seed(0)
     model = create_model("wrn16_1").eval()
     small = factorize(model, rank=4).eval()
-    assert count_parameters(small).trainable < count_parameters(model).trainable / 3
+    assert count_parameters(small).trainable == factorised_count(model, 4)
     stem = small.stem  # 16 × (1·... 3·9 = 27): rank 4 pair 4 · (27 + 16) = 172 < 432 weights
     assert isinstance(stem, nn.Sequential) and stem[0].out_channels == 4
     x = torch.randn(2, 3, 8, 8)
@@ -44,6 +58,17 @@ def test_factorize_a_network_shrinks_the_layers_it_can():
         factorize(model, rank=1000)
     with pytest.raises(ValueError, match="rank"):
         factorize(model, rank=0)
+
+
+def test_a_layer_at_break_even_stays_as_it_is():
+    # Linear(8 -> 8) at rank 4: the pair holds 4 · (8 + 8) = 64 weights, as many as the layer's
+    # 8 · 8, so it is not smaller and stays; Linear(8 -> 64): 4 · (8 + 64) = 288 < 512 is factorised.
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 64))
+    small = factorize(model, rank=4)
+    assert type(small[0]) is nn.Linear and isinstance(small[2], nn.Sequential)
+    assert count_parameters(small).trainable == (64 + 8) + (288 + 64)
+    with pytest.raises(ValueError, match="small enough to shrink some layer"):
+        factorize(nn.Sequential(nn.Linear(8, 8)), rank=4)  # only a layer at break-even: nothing shrinks
 
 
 def mlp():

@@ -10,7 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from hyper import SOURCES, GeneratedNetwork, Hyper, LowRank, Tied, TileGenerator, count_parameters, materialize, wrap
+from hyper import (
+    SOURCES, GeneratedLayer, GeneratedNetwork, Hyper, LowRank, Tied, TileGenerator, count_parameters, materialize,
+    source_from_name, wrap,
+)
 from hyper.structure import default_place
 from models import CharTransformer, WideResNet
 from targets import ResNet18Style, mlp
@@ -187,6 +190,21 @@ def test_default_selection_leaves_what_the_tile_does_not_divide_direct():
     assert {layer.name for layer in only.layers} == block_convs
 
 
+def shared_mlp():
+    """An MLP whose first two layers hold one weight tensor under two names (``0.weight``, ``2.weight``)."""
+    target = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
+    target[2].weight = target[0].weight
+    return target
+
+
+@pytest.mark.parametrize("include", [None, "*.weight", nn.Linear, lambda name, p: True])
+def test_a_weight_shared_under_two_names_is_never_generated(include):
+    model = wrap(shared_mlp(), Tied(), include=include)
+    assert [layer.name for layer in model.layers] == ["4.weight"]
+    assert model.target[0].weight is model.target[2].weight  # still the module's own, used twice
+    assert count_parameters(model).trainable == 32 * 32 + 2 * 32 + (16 * 32 + 16)  # the shared one once
+
+
 def test_include_by_type_glob_and_predicate():
     by_type = wrap(mlp(), LowRank(rank=2), include=nn.Linear)
     by_glob = wrap(mlp(), LowRank(rank=2), include=["0.*", "4.weight"])
@@ -269,3 +287,67 @@ def test_bad_arguments_name_themselves(make, words):
         make()
     for word in words:
         assert word in str(error.value), (word, str(error.value))
+
+
+class TiedLM(nn.Module):
+    """A language model whose output head holds its input embedding's weight (``lm_head.weight``
+    is ``wte.weight``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(32, 16)
+        self.h = nn.Linear(16, 16)
+        self.lm_head = nn.Linear(16, 32, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+
+def empty_and_full():
+    return nn.Sequential(nn.Linear(0, 16), nn.Linear(16, 16))  # 0.weight has shape (16, 0)
+
+
+BAD_ARGUMENTS = [
+    # a selection that generates nothing is refused, with the reason
+    ("nothing in ReLU", lambda: wrap(nn.ReLU(), Hyper()), ValueError, ["nothing selected to generate in ReLU", "no conv, linear, recurrent or attention weight"]),
+    ("nothing in empty Sequential", lambda: wrap(nn.Sequential(), Hyper()), ValueError, ["nothing selected to generate in Sequential"]),
+    ("no conv or linear", lambda: wrap(nn.Embedding(32, 16), Hyper()), ValueError, ["nothing selected", "include=", "weight"]),
+    ("exclude everything", lambda: wrap(mlp(), Hyper(), exclude="*"), ValueError, ["nothing selected", "exclude='*' leaves out every", "0.weight"]),
+    ("only an empty weight", lambda: wrap(nn.Sequential(nn.Linear(0, 16)), Hyper(), pad=True), ValueError, ["nothing selected", "no entries", "0.weight (16, 0)"]),
+    # wrapping twice
+    ("wrap a wrapped", lambda: wrap(wrap(mlp(), Hyper(embedding_dim=4)), Hyper()), ValueError, ["target is already wrapped", "materialize"]),
+    ("wrap a module holding a wrapped", lambda: wrap(nn.Sequential(wrap(mlp(), Tied()), nn.Linear(10, 16)), Tied()), ValueError, ["holds a wrapped module at '0'"]),
+    # empty weights, named
+    ("include an empty weight by type", lambda: wrap(empty_and_full(), Hyper(), include=nn.Linear, pad=True), ValueError, ["include selects 0.weight of shape (16, 0)", "no entries"]),
+    ("include an empty weight by glob", lambda: wrap(empty_and_full(), Tied(), include="*.weight"), ValueError, ["0.weight", "no entries"]),
+    # tied (shared) weights, named
+    ("include a tied weight", lambda: wrap(TiedLM(), Hyper(), include="lm_head.weight"), ValueError, ["lm_head.weight", "shared with wte.weight", "never generated"]),
+    ("include a tied weight in a list", lambda: wrap(TiedLM(), Hyper(), include=["h.weight", "lm_head.weight"]), ValueError, ["shared with wte.weight"]),
+    ("exclude a tied weight", lambda: wrap(TiedLM(), Hyper(), exclude="lm_head.weight"), ValueError, ["shared with wte.weight", "nothing to exclude"]),
+    # other arguments that were accepted or gave a raw error
+    ("pad not a bool", lambda: wrap(mlp(), Hyper(), pad="yes"), ValueError, ["pad must be True or False", "'yes'"]),
+    ("include an int", lambda: wrap(mlp(), Hyper(), include=5), ValueError, ["include takes module types", "got 5"]),
+    ("include a module instance", lambda: wrap(mlp(), Hyper(), include=nn.Linear(2, 2)), ValueError, ["include takes module types, not modules", "Linear"]),
+    ("include predicate of one argument", lambda: wrap(mlp(), Hyper(), include=lambda name: True), ValueError, ["include predicates are called as (name, parameter)"]),
+    ("gain callable of no argument", lambda: wrap(mlp(), Tied(), gain=lambda: 1.0), ValueError, ["gain callables are called as gain(name)"]),
+    ("gain inf", lambda: wrap(mlp(), Tied(), gain=math.inf), ValueError, ["gain must be a positive number", "inf"]),
+    ("lazy module", lambda: wrap(nn.Sequential(nn.LazyLinear(16)), Hyper()), ValueError, ["0.weight", "lazy", "run one batch"]),
+    ("GeneratedLayer with no entries", lambda: GeneratedLayer("w", (16, 0), "w", 0, "w"), ValueError, ["needs entries", "(16, 0)"]),
+    ("count a string", lambda: count_parameters("hello"), TypeError, ["model must be an nn.Module", "'hello'"]),
+    ("count a class", lambda: count_parameters(nn.Linear), TypeError, ["model must be an nn.Module", "the class Linear"]),
+    ("count None nonzero", lambda: count_parameters(None, nonzero=True), TypeError, ["model must be an nn.Module", "None"]),
+    ("materialize None", lambda: materialize(None), TypeError, ["model must be an nn.Module", "got None"]),
+    ("unknown source knob", lambda: source_from_name("hyper", embeding_dim=8), TypeError, ["no knob 'embeding_dim'", "embedding_dim"]),
+]
+
+
+@pytest.mark.parametrize(("make", "error", "words"), [case[1:] for case in BAD_ARGUMENTS], ids=[case[0] for case in BAD_ARGUMENTS])
+def test_bad_arguments_are_refused_not_ignored(make, error, words):
+    with pytest.raises(error) as raised:
+        make()
+    for word in words:
+        assert word in str(raised.value), (word, str(raised.value))
+
+
+def test_default_selection_skips_a_weight_with_no_entries():
+    model = wrap(empty_and_full(), Hyper(embedding_dim=4), pad=True)
+    assert [layer.name for layer in model.layers] == ["1.weight"]
+    assert count_parameters(model).plain_equivalent == 16 + (16 * 16 + 16)

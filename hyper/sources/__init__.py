@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hyper.sources.base import SourceSpec, WeightSource
 from hyper.sources.dct import DCT, DCTWeights
 from hyper.sources.direct import Plain, PlainWeights, Tied, TiedWeights
@@ -24,7 +26,12 @@ def source_from_name(name: str, **knobs: object) -> SourceSpec:
     """Build a source spec from its name, e.g. ``source_from_name("hyper", embedding_dim=32)``."""
     if name not in SOURCES:
         raise ValueError(f"source must be one of {sorted(SOURCES)}, got {name!r}")
-    return SOURCES[name](**knobs)
+    spec = SOURCES[name]
+    known = [field.name for field in dataclasses.fields(spec)] if dataclasses.is_dataclass(spec) else list(knobs)
+    unknown = [knob for knob in knobs if knob not in known]
+    if unknown:
+        raise TypeError(f"source {name!r} has no knob {unknown[0]!r}; its knobs: {', '.join(known) or 'none'}")
+    return spec(**knobs)
 
 
 __all__ = [

@@ -6,16 +6,19 @@ the file when it is missing, empty, truncated or not a checkpoint.
 
 A run keeps two files in ``RUN/checkpoints/``: ``best.ckpt``, the best on the monitored validation
 metric, and ``last.ckpt``, the latest state (written at the end of every epoch, or after every
-validation when validation is step-based); ``--ckpt_path RUN/checkpoints/last.ckpt`` resumes it.
+validation when validation is step-based, and put in place once the metrics logged up to it are
+on disk); ``--ckpt_path RUN/checkpoints/last.ckpt`` resumes it.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from jsonargparse import ArgumentParser
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -24,6 +27,7 @@ from torch import nn
 from hyper.compression.quantize import CHECKPOINT_KEY, quantize
 
 BEST, LAST = "best", "last"
+PART = ".part"  # a checkpoint written, not yet in place
 
 
 def load_checkpoint(path: str | Path, *, flag: str = "--ckpt_path") -> dict[str, Any]:
@@ -74,12 +78,55 @@ def run_checkpoints(*, monitor: str, mode: str, step_based: bool) -> list[ModelC
     best = ModelCheckpoint(
         monitor=monitor, mode=mode, filename=BEST, save_top_k=1, enable_version_counter=False
     )
-    # monitor=None keeps the newest state only. ModelCheckpoint(save_last=True) would not do: it
-    # writes last.ckpt only when the monitored metric improves (Lightning 2.6).
-    latest = ModelCheckpoint(
-        filename=LAST, save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=not step_based
-    )
-    return [best, latest]
+    return [best, LatestCheckpoint(step_based=step_based)]
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """``last.ckpt``: the newest state, put in place only once the metrics logged up to it are on disk.
+
+    Lightning logs an epoch's training metrics (``train_acc``) just after the checkpoints of the
+    epoch's end are written, and a run resumed from them does not log that row again: a kill in
+    between lost it. So the file is written beside (``last.ckpt.part``) and renamed into place,
+    after the loggers have saved what they hold, when training goes on (the next batch), ends or
+    fails. A kill before the rename resumes from the previous ``last.ckpt``.
+
+    Args:
+        step_based: validation runs every so many steps: write after every validation (mid-epoch
+            too), not at the end of every epoch.
+    """
+
+    def __init__(self, *, step_based: bool) -> None:
+        # monitor=None keeps the newest state only. ModelCheckpoint(save_last=True) would not do: it
+        # writes last.ckpt only when the monitored metric improves (Lightning 2.6).
+        super().__init__(
+            filename=LAST, save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=not step_based
+        )
+        self._unpublished: str | None = None
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:  # ModelCheckpoint's one writer
+        super()._save_checkpoint(trainer, filepath + PART)
+        self._last_checkpoint_saved = self._unpublished = filepath
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        self._publish(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._publish(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        self._publish(trainer)
+
+    def _publish(self, trainer: L.Trainer) -> None:
+        if self._unpublished is None:
+            return
+        for logger in trainer.loggers:
+            logger.save()
+        written = Path(self._unpublished + PART)
+        if trainer.is_global_zero and written.is_file():  # a failed run's folder may be gone
+            os.replace(written, self._unpublished)
+        self._unpublished = None
 
 
 def run_folder(checkpoint: str | Path) -> Path | None:

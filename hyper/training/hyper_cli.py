@@ -1,11 +1,11 @@
 """train.py's LightningCLI: Lightning's subcommands plus ``run``, the run's checkpoints, report and
 loggers, and every check that can refuse a command before anything is written.
 
-Built on LightningCLI's public hooks only: ``init_parser`` (``--config`` also takes a preset's
-name), ``add_core_arguments_to_parser`` (the model may come from ``--ckpt_path``: LightningCLI
-reads a checkpoint's hyperparameters itself), ``add_arguments_to_parser``, ``parse_arguments``
-(the data, too, from the checkpoint), ``before_instantiate_classes``, ``instantiate_trainer`` and
-``before_<subcommand>``.
+Built on LightningCLI's public hooks only: ``setup_parser`` (the usage line), ``init_parser``
+(``--config`` also takes a preset's name), ``add_core_arguments_to_parser`` (the model may come
+from ``--ckpt_path``: LightningCLI reads a checkpoint's hyperparameters itself),
+``add_arguments_to_parser``, ``parse_arguments`` (the data, too, from the checkpoint),
+``before_instantiate_classes``, ``instantiate_trainer`` and ``before_<subcommand>``.
 
 What a run gets: ``best.ckpt`` (on the module's ``checkpoint_monitor``, or ``--checkpoint.monitor``)
 and ``last.ckpt`` (the latest state) in ``RUN/checkpoints/``; the report (``report.json``, with
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -28,13 +29,14 @@ from typing import Any, Literal, Optional
 import lightning as L
 import yaml
 import torch
-from jsonargparse import ActionConfigFile, DefaultHelpFormatter
+from jsonargparse import ActionConfigFile, DefaultHelpFormatter, Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from hyper.checks import check_int, read_yaml_mapping
 from hyper.training.checkpoints import load_checkpoint, run_checkpoints, run_folder
 from hyper.training.compression.quantization import callback_for
+from hyper.training.errors import check_learning_rate, check_learning_rate_flags
 from hyper.training.finite import StopOnNonFinite
 from hyper.training.folders import check_output_folder
 from hyper.training.loggers import FlushLogs, RemoveRunOnError, default_loggers
@@ -50,6 +52,7 @@ DESCRIPTION = """Train, test and report hypernetworks (Lightning's CLI).
 
 Without a subcommand, `run` (fit, then test the best checkpoint) of configs/default.yaml, or
 of the --config given. --config takes a file or a preset's name (configs/NAME.yaml)."""
+USAGE = f"%(prog)s [{{{','.join(SUBCOMMANDS)}}}] [-c CONFIG] [OPTIONS]\n       %(prog)s {{sweep,plot,sample}} ..."
 EPILOG = """other commands (each has its own --help):
   sweep   run a sweep file's points, append their rows, draw the compression curve
   plot    redraw a sweep's table and curve from its results
@@ -57,7 +60,13 @@ EPILOG = """other commands (each has its own --help):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
-    """jsonargparse's help, with the description and the list of other commands kept as written."""
+    """jsonargparse's help, with the description and the list of other commands kept as written,
+    and the subcommand optional (``main`` runs ``run`` without one), not "(required)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):
+            return "optional; without one: run"
+        return super()._get_help_string(action)
 
 
 class Trainer(L.Trainer):
@@ -114,6 +123,13 @@ class HyperCLI(LightningCLI):
 
     # the parser ----------------------------------------------------------------------------
 
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if add_subcommands:  # set after the subcommands' own usage lines are derived from it
+            self.parser.usage = USAGE
+
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         kwargs.setdefault("dump_header", [f"lightning.pytorch=={L.__version__}"])
         parser = self.parser_class(**kwargs)
@@ -153,6 +169,8 @@ class HyperCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        if args is None or isinstance(args, (list, tuple)):
+            check_learning_rate_flags(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -185,6 +203,10 @@ class HyperCLI(LightningCLI):
                 f"no model to {self.subcommand or 'build'}: give --config CONFIG (a file or a preset's "
                 "name) or --ckpt_path CHECKPOINT written by train.py"
             )
+        model = self._get(self.config, "model")
+        learning_rate = model.get("init_args.optimizer.init_args.lr") if isinstance(model, Namespace) else None
+        if learning_rate is not None:
+            check_learning_rate("model.optimizer.lr", learning_rate)
         trainer = self._get(self.config, "trainer")
         if self.subcommand in FITTING:
             _check_training_length(trainer)
@@ -302,7 +324,9 @@ def find_config(name: str, config_dir: Path) -> Path:
             raise ValueError(f"--config {name} is a directory; expected a YAML file or a preset's name")
         presets = ", ".join(sorted(p.stem for p in config_dir.glob("*.yaml"))) or "none"
         raise FileNotFoundError(f"--config {name}: no such file, nor a preset in {config_dir} ({presets})")
-    read_yaml_mapping(path, what="--config")
+    # An empty file (or only comments) is no mapping, even of nothing: jsonargparse says "Unexpected config".
+    if not read_yaml_mapping(path, what="--config") and yaml.safe_load(path.read_text(encoding="utf-8")) is None:
+        raise ValueError(f"--config {path} is empty: expected a mapping of options (trainer:, model:, data: ...)")
     return path
 
 

@@ -10,14 +10,17 @@ resumed run redoes) are dropped.
 from __future__ import annotations
 
 import csv
+import io
+import os
 import shutil
-import warnings
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
 def default_loggers(
@@ -32,9 +35,7 @@ def default_loggers(
         resume_step: the global step of the checkpoint a resumed run starts from: metrics logged
             at this step or later by the earlier session are dropped.
     """
-    csv_logger = CSVLogger(save_dir, name=name, version=version)
-    if resume_step is not None:
-        _keep_earlier_metrics(csv_logger, resume_step)
+    csv_logger = RunCSVLogger(save_dir, name, version=version, resume_step=resume_step)
     if not _TENSORBOARD_AVAILABLE:
         return [csv_logger]
     # The same version number: TensorBoard would otherwise count csv's fresh folder and take the next.
@@ -42,23 +43,98 @@ def default_loggers(
     return [csv_logger, TensorBoardLogger(save_dir, name=name, version=csv_logger.version, sub_dir="tensorboard", **options)]
 
 
-def _keep_earlier_metrics(logger: CSVLogger, before_step: int) -> None:
-    """Carry the rows of an earlier session's metrics.csv logged before ``before_step`` into ``logger``.
+class RunCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, writing through ``MetricsWriter``: a kill leaves metrics.csv whole.
 
-    Lightning's CSV writer starts a fresh metrics.csv in a folder that has one; the rows are read
-    first and logged again, so the file keeps the whole run.
+    Args:
+        save_dir: the runs' root folder.
+        name: the run's name (a folder of ``save_dir``).
+        version: the run's folder name inside ``save_dir/name`` (None: the next ``version_N``).
+        resume_step: as ``default_loggers``'.
     """
-    path = Path(logger.log_dir) / "metrics.csv"
-    rows = []
-    if path.is_file():
+
+    def __init__(
+        self, save_dir: str | Path, name: str, *, version: str | None = None, resume_step: int | None = None
+    ) -> None:
+        super().__init__(save_dir, name=name, version=version)
+        self.resume_step = resume_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> MetricsWriter:
+        if self._experiment is None:
+            Path(self.root_dir).mkdir(parents=True, exist_ok=True)
+            self._experiment = MetricsWriter(self.log_dir, resume_step=self.resume_step)
+        return self._experiment
+
+
+class MetricsWriter(ExperimentWriter):
+    """Lightning's metrics.csv writer, made safe against a kill at any instant.
+
+    Lightning's writer rewrites the file in place when a column is new (truncated, then written
+    again: a kill in between left it empty, and a resume then lost every earlier row), and deletes
+    the metrics.csv of a folder it reopens. Here every rewrite goes to a temporary file renamed
+    over metrics.csv; rows without a new column are appended. A resumed run's writer starts by
+    keeping the earlier session's rows logged before ``resume_step`` (the same rename); rows the
+    resumed session logs at earlier steps repeat those (the parameter counts at step 0, measured
+    again on trained weights) and are dropped.
+
+    Args:
+        log_dir: the run's folder.
+        resume_step: the global step of the checkpoint a resumed run starts from (None: a new run).
+    """
+
+    def __init__(self, log_dir: str, *, resume_step: int | None = None) -> None:
+        self.resume_step = resume_step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:  # Lightning's deletes an existing metrics.csv
+        if self.resume_step is None:
+            super()._check_log_dir_exists()
+            return
+        kept = [row for row in self._rows() if _step(row) is not None and _step(row) < self.resume_step]
+        self.metrics_keys = sorted(set().union(*kept))
+        self._replace(kept)
+
+    def log_metrics(self, metrics_dict: dict[str, float], step: int | None = None) -> None:
+        if self.resume_step is not None and step is not None and step < self.resume_step:
+            return  # the earlier session logged this step: its row is kept
+        super().log_metrics(metrics_dict, step)
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        keys = sorted(set(self.metrics_keys).union(*self.metrics))
+        path = Path(self.metrics_file_path)
+        if keys != self.metrics_keys or not path.is_file():
+            self.metrics_keys = keys
+            self._replace([*self._rows(), *self.metrics])
+        else:
+            with open(path, "a", newline="") as file:
+                csv.DictWriter(file, fieldnames=keys).writerows(self.metrics)
+        self.metrics = []
+
+    def _rows(self) -> list[dict[str, str]]:
+        """metrics.csv's rows, as written; a last line a kill cut short (no line end) is left out."""
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return []
         with open(path, newline="") as file:
-            rows = [row for row in csv.DictReader(file) if _step(row) is not None and _step(row) < before_step]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Experiment logs directory")  # it is ours, resumed
-        writer = logger.experiment
-    for row in rows:
-        values = {key: float(value) for key, value in row.items() if key != "step" and value not in ("", None)}
-        writer.log_metrics(values, step=_step(row))
+            text = file.read()
+        return list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1])))
+
+    def _replace(self, rows: list[dict]) -> None:
+        """Write ``rows`` as the whole of metrics.csv: a reader or a kill sees the old file or the new."""
+        path = Path(self.metrics_file_path)
+        if not rows:
+            path.unlink(missing_ok=True)
+            return
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, path)
 
 
 def _step(row: dict[str, str]) -> int | None:
@@ -71,8 +147,9 @@ def _step(row: dict[str, str]) -> int | None:
 class FlushLogs(Callback):
     """Write the loggers' buffered metrics whenever a checkpoint is written and an epoch starts.
 
-    CSVLogger keeps rows in memory between flushes (every 100 steps): a run killed outright
-    would lose the rows logged before its last checkpoint, which a resumed run does not log again.
+    The trainer saves after each row it logs; rows logged straight to a logger (the parameter
+    counts, at step 0) wait in memory for the next save: a run killed outright would lose those
+    logged before its last checkpoint, which a resumed run does not log again.
     """
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
