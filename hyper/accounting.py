@@ -2,7 +2,9 @@
 
 - trainable: every parameter that trains, generator, embeddings and the layers that are not
   generated (stem, shortcuts, norms, classifier) alike;
-- plain-equivalent: the same target with every weight a direct parameter;
+- plain-equivalent: the same target with every weight a direct parameter; for a source with T
+  task embeddings (``Hyper(num_tasks=T)``), T such networks: what a user of T tasks would train
+  without the hypernetwork;
 - compression ratio: plain-equivalent ÷ trainable;
 - size in bytes: what storing the parameters takes at the precision each is kept in
   (``hyper.storage``), and byte compression: fp32 bytes of the plain-equivalent ÷ that size.
@@ -108,6 +110,7 @@ def count_parameters(model: nn.Module, *, nonzero: bool = False) -> ParameterCou
         breakdown["not generated"] = sum(p.numel() for p in rest if id(p) not in layer_names)
     removed = sum(_removed(g) for g in generated)
     plain = sum(p.numel() for p in model.parameters() if id(p) not in sources) + removed
+    plain *= max([g.source.num_tasks or 1 for g in generated], default=1)
     return ParameterCount(_trainable(model), plain, breakdown, size_bytes(model))
 
 

@@ -19,7 +19,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from hyper.binding import Binding, tracing
+from hyper.condition import is_conditional, resolve_condition
 from hyper.layers import GeneratedLayer
+from hyper.per_sample import check_per_sample, run_per_sample
 from hyper.sources import SourceSpec
 
 
@@ -50,32 +52,87 @@ class GeneratedNetwork(nn.Module):
         for name in self.source.provides:
             _remove_parameter(target, name)
         self.target = target
-        self.binding = Binding(target, self.source.provides, self.source, self._source_state)
+        self._condition: Tensor | None = None  # what direct calls use (``conditioned``)
+        self.binding = Binding(target, self.source.provides, self._generate_for_direct_calls, self._source_state)
         self.binding.install()
-        with torch.no_grad():
-            self.binding.regenerate()  # ``target.fc.weight`` exists from the start
+        self._bind_now()  # ``target.fc.weight`` exists from the start
 
-    def generated_weights(self) -> dict[str, Tensor]:
-        """The generated weights keyed by target parameter name (tied layers share tensors)."""
-        return self.source()
+    def _bind_now(self) -> None:
+        """Generate and bind, unless the weights wait for a condition (a conditional source)."""
+        if not is_conditional(self.source) or self._condition is not None:
+            with torch.no_grad():
+                self.binding.regenerate()
 
-    def forward(self, *args: Any, weights: dict[str, Tensor] | None = None, **kwargs: Any) -> Any:
+    def generated_weights(self, *, condition: Tensor | None = None, task: Any = None) -> dict[str, Tensor]:
+        """The generated weights keyed by target parameter name (tied layers share tensors);
+        a conditional source's for ``condition`` or ``task`` (``hyper/condition.py``)."""
+        return self.source(**_given(resolve_condition(self.source, condition, task)))
+
+    def forward(
+        self,
+        *args: Any,
+        weights: dict[str, Tensor] | None = None,
+        condition: Tensor | None = None,
+        task: Any = None,
+        chunk: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Run the target with weights generated now; pass ``weights`` to use weights generated
-        once for this step instead (e.g. shared with a penalty on them)."""
+        once for this step instead (e.g. shared with a penalty on them).
+
+        A conditional source takes ``condition`` (``(c,)``: one weight set; ``(B, c)``: one per
+        sample, at most ``chunk`` sets at a time) or ``task`` (an int or ``(B,)`` ints)."""
+        e = None if weights is not None else resolve_condition(self.source, condition, task)
+        if e is not None and e.dim() == 2:
+            check_per_sample(self.target)
+            with self.binding.outer_call():
+                return run_per_sample(self.target, self.source, e, args, kwargs, chunk=chunk)
         if tracing():  # compile/export trace functional_call soundly; nothing is bound
-            return functional_call(self.target, self.source() if weights is None else weights, args, kwargs)
-        if weights is None:
+            return functional_call(self.target, self.source(**_given(e)) if weights is None else weights, args, kwargs)
+        if weights is None and e is None:
             self.binding.regenerate()
-        else:
-            self.binding.bind(weights, key=None)  # not the source's: a direct call makes its own
+        else:  # not the source's current state: a later direct call makes its own
+            self.binding.bind(self.source(condition=e) if weights is None else weights, key=None)
         with self.binding.outer_call():
             return self.target(*args, **kwargs)
+
+    @contextmanager
+    def conditioned(self, condition: Tensor | None = None, *, task: Any = None) -> Iterator[nn.Module]:
+        """Within it, every call of the model or of its target (``generate()``, an inference loop,
+        the target's own modules) runs with the weights of this one condition or task."""
+        e = resolve_condition(self.source, condition, task)
+        if e is None or e.dim() != 1:
+            raise ValueError("condition: conditioned() takes one condition, of shape (c,), or one task id")
+        # Kept as given and resolved at each generation: a task's row must be looked up afresh
+        # for every backward, as a training step would.
+        previous, self._condition = self._condition, (condition, task)
+        self.binding.unbind()
+        try:
+            yield self
+        finally:
+            self._condition = previous
+            self.binding.unbind()
+
+    def _generate_for_direct_calls(self) -> dict[str, Tensor]:
+        if not is_conditional(self.source):
+            return self.source()
+        if self._condition is None:
+            raise ValueError(
+                "condition: this model's weights depend on a condition; call model(x, condition=e) "
+                "or model(x, task=t), or run other calls inside `with model.conditioned(...)`"
+            )
+        return self.generated_weights(condition=self._condition[0], task=self._condition[1])
 
     def _source_state(self) -> tuple:
         """Changes whenever the source's output can: a parameter or buffer updated in place, moved,
         replaced, or parametrized (quantised), or the model switched between train and eval."""
         tensors = [*self.source.named_parameters(), *self.source.named_buffers()]
-        return (self.training, *((name, t._version, t.data_ptr(), t.dtype) for name, t in tensors))
+        state = (self.training, *((name, t._version, t.data_ptr(), t.dtype) for name, t in tensors))
+        if self._condition is None:
+            return state
+        condition, task = self._condition  # the condition direct calls use, or the task id
+        given = condition if condition is not None else task
+        return (*state, (given._version, given.data_ptr()) if isinstance(given, Tensor) else given)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         previous, Binding.saving_wrapper = Binding.saving_wrapper, True
@@ -105,8 +162,7 @@ class GeneratedNetwork(nn.Module):
             yield self.target
         finally:
             self.binding.install()
-            with torch.no_grad():
-                self.binding.regenerate()
+            self._bind_now()
 
     def __getstate__(self) -> dict[str, Any]:
         self.binding.unbind()  # non-leaf tensors neither copy nor pickle; regenerated on use
@@ -120,6 +176,11 @@ class GeneratedNetwork(nn.Module):
             if target is None or name.startswith("__"):
                 raise
             return getattr(target, name)
+
+
+def _given(condition: Tensor | None) -> dict[str, Tensor]:
+    """The source's keyword arguments: an unconditional source takes none."""
+    return {} if condition is None else {"condition": condition}
 
 
 def _check_layers_match(target: nn.Module, layers: Sequence[GeneratedLayer]) -> None:

@@ -111,7 +111,8 @@ def test_readme_hugging_face_example_trains_generates_saves_and_reloads(tmp_path
     model, plain, ids = names["model"], names["plain"], names["ids"]
     assert printed == {"": f"{count_parameters(model).compression_ratio:.2f}x"}  # the one line it prints
     assert count_parameters(model).compression_ratio > 1
-    assert names["tokens"].shape == (1, 16)  # 8 prompt tokens and 8 generated
+    tokens = names["tokens"]  # 8 prompt tokens and up to 8 generated (fewer if it drew the end token)
+    assert tokens.shape[0] == 1 and 8 < tokens.shape[1] <= 16 and torch.equal(tokens[:, :8], ids[:1, :8])
     model.eval()
     assert torch.allclose(plain.eval()(ids).logits, model(ids).logits, atol=1e-5)
     # the sentence after the example: wrap again, load the hypernetwork's state, same outputs
@@ -360,3 +361,16 @@ def test_digits_compression_sizes_are_what_the_preset_builds():
 
 # ---------------------------------------------------------------------------------------------
 # docs/benchmarks.md against the committed output of the benchmark runs
+
+
+def test_readme_conditional_example_runs_per_task_and_per_sample():
+    names, printed = run_example("Hyper(embedding_dim=16, num_tasks=5)")
+    model, x = names["model"], names["x"]
+    ratio = count_parameters(model).compression_ratio
+    assert printed == {f"{ratio:.2f}x against 5 plain": "networks"}  # the one line it prints
+    assert ratio > 5  # one hypernetwork against five plain networks
+    torch.testing.assert_close(names["task3"](x), model(x, task=3))
+    torch.testing.assert_close(names["y"], model(x, task=3))  # the last y: inside conditioned(task=3)
+    tasks = torch.tensor([0, 3] * 16)
+    per_sample = model(x, task=tasks)
+    torch.testing.assert_close(per_sample[1::2], model(x[1::2], task=3), rtol=1e-5, atol=1e-6)

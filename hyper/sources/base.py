@@ -22,6 +22,9 @@ class WeightSource(nn.Module):
         layers: the generated layers of the target.
     """
 
+    condition_dim: int | None = None  # a conditional source's condition size (hyper/condition.py)
+    num_tasks: int | None = None  # a task-conditional source's number of task embeddings
+
     def __init__(self, layers: Sequence[GeneratedLayer]) -> None:
         super().__init__()
         self.layers = tuple(layers)

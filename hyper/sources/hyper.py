@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from hyper.generator import TileGenerator
 from hyper.layers import GeneratedLayer
-from hyper.assembly import Buffers, layout
+from hyper.assembly import Buffers, assemble, layout
 from hyper.sources.base import SourceSpec, WeightSource, check_positive
 from hyper.tying import TieGroup, check_tying_groups, tie
 
@@ -46,7 +46,15 @@ class TileTable(nn.Module):
         tile_channels: in- and out-channels of one tile.
     """
 
-    def __init__(self, groups: list[TieGroup], *, embedding_dim: int, hidden_dim: int, tile_channels: int) -> None:
+    def __init__(
+        self,
+        groups: list[TieGroup],
+        *,
+        embedding_dim: int,
+        hidden_dim: int,
+        tile_channels: int,
+        condition_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.placements = layout([group[0].shape for group in groups], tile_channels)
         self.generator = TileGenerator(
@@ -58,6 +66,15 @@ class TileTable(nn.Module):
         )
         self.embeddings = nn.Parameter(self._initial_embeddings(groups, embedding_dim))  # (T, N_z)
         self.reused = Buffers()  # scratch memory for the hot path, not state
+        if condition_dim is not None:
+            # FiLM on z: the condition scales and shifts every embedding dimension. Not
+            # concatenated or added to z: the generator is linear, so those would add one
+            # tile-independent kernel to every tile; a scale changes each tile differently, at
+            # the cost of one (c -> 2·N_z) map per kernel size. Zero-initialised, so a
+            # conditional source starts as the unconditional one (and keeps its init).
+            self.film = nn.Linear(condition_dim, 2 * embedding_dim)
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
 
     def _initial_embeddings(self, groups: list[TieGroup], embedding_dim: int) -> Tensor:
         std = torch.cat([torch.full((p.tiles,), group[0].init_std) for group, p in zip(groups, self.placements)])
@@ -66,9 +83,19 @@ class TileTable(nn.Module):
         direction = F.normalize(torch.randn(len(std), embedding_dim), dim=1)
         return direction * (std[:, None] * embedding_dim**0.5)
 
-    def forward(self) -> list[Tensor]:
-        """The weights, one per tie group, from a single generator call."""
-        return self.generator(self.embeddings, self.placements, self.reused)
+    def forward(self, condition: Tensor | None = None) -> list[Tensor]:
+        """The weights, one per tie group, from a single generator call; with a ``(B, c)``
+        condition each weight gets a leading batch axis (B weight sets, one batched call)."""
+        if condition is None:
+            return self.generator(self.embeddings, self.placements, self.reused)
+        scale, shift = self.film(condition).chunk(2, dim=-1)  # (c,) -> (N_z,) each; (B, c) -> (B, N_z)
+        if condition.dim() == 1:
+            return self.generator(self.embeddings * (1 + scale) + shift, self.placements, self.reused)
+        z = self.embeddings * (1 + scale[:, None]) + shift[:, None]  # (B, T, N_z)
+        # All B·T tiles from one generator call, then each weight set assembled under vmap (the
+        # plain autograd path: the hot path writes into reused buffers, which cannot batch).
+        tiles = self.generator(z.flatten(0, 1)).unflatten(0, z.shape[:2])  # (B, T, o, i, *kernel)
+        return list(torch.func.vmap(lambda one: tuple(assemble(one, self.placements)))(tiles))
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "reused": Buffers()}  # copies and pickles leave scratch out
@@ -83,6 +110,9 @@ class HyperWeights(WeightSource):
         hidden_dim: d, the generators' hidden size.
         tile_channels: in- and out-channels of one tile (16 in the paper).
         tying_groups: contiguous groups of blocks per stage sharing embeddings; None is untied.
+        condition_dim: c, size of the condition the weights depend on (``hyper/condition.py``);
+            None: one weight set, no condition.
+        num_tasks: T learned task embeddings of size c (then ``task=t`` is the condition).
     """
 
     def __init__(
@@ -93,27 +123,89 @@ class HyperWeights(WeightSource):
         hidden_dim: int,
         tile_channels: int,
         tying_groups: int | None,
+        condition_dim: int | None = None,
+        num_tasks: int | None = None,
     ) -> None:
         super().__init__(layers)
         self.tile = tile_channels
+        self.condition_dim, self.num_tasks = condition_dim, num_tasks
         self.groups = _by_kernel_size(tie(layers, tying_groups))  # kernel key -> tie groups
         self.tables = nn.ModuleDict({
-            key: TileTable(groups, embedding_dim=embedding_dim, hidden_dim=hidden_dim, tile_channels=tile_channels)
+            key: TileTable(
+                groups,
+                embedding_dim=embedding_dim,
+                hidden_dim=hidden_dim,
+                tile_channels=tile_channels,
+                condition_dim=condition_dim,
+            )
             for key, groups in self.groups.items()
         })
+        if num_tasks is not None:
+            self.task_embeddings = nn.Parameter(torch.randn(num_tasks, condition_dim))  # (T, c)
+        # name -> (kernel key, its tie group's index in the table): where a layer's tiles sit
+        self.where = {layer.name: (key, i) for key, groups in self.groups.items() for i, g in enumerate(groups) for layer in g}
 
-    def forward(self) -> dict[str, Tensor]:
+    def forward(self, condition: Tensor | None = None) -> dict[str, Tensor]:
+        """``{name: weight}``; given a ``(B, c)`` condition, each weight is ``(B, *shape)``."""
+        if (condition is None) != (self.condition_dim is None):
+            raise ValueError(
+                "condition: this source is conditional, pass one (see hyper/condition.py)"
+                if condition is None
+                else "condition: this source is not conditional (build Hyper with condition_dim=...)"
+            )
         weights: dict[str, Tensor] = {}
         for key, groups in self.groups.items():
-            for group, weight in zip(groups, self.tables[key]()):
+            for group, weight in zip(groups, self.tables[key](condition)):
                 weights.update((layer.name, weight) for layer in group)
         return weights
 
+    def per_sample(self, condition: Tensor, factorized: frozenset[str]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """For a ``(B, c)`` condition: the weight sets ``(B, *shape)`` of the layers not in
+        ``factorized``, and per kernel size the conditions' FiLM ``(B, 2, N_z)`` (scale, shift),
+        which ``linear_per_sample`` applies to the factorized layers without making their weights."""
+        films = {key: torch.stack(table.film(condition).chunk(2, dim=-1), dim=1) for key, table in self.tables.items()}
+        weights: dict[str, Tensor] = {}
+        for key, groups in self.groups.items():
+            if all(layer.name in factorized for group in groups for layer in group):
+                continue  # every layer of this kernel size runs factorized: no weight sets
+            for group, weight in zip(groups, self.tables[key](condition)):
+                weights.update((layer.name, weight) for layer in group if layer.name not in factorized)
+        return weights, films
+
+    def linear_per_sample(self, name: str, x: Tensor, film: Tensor) -> Tensor:
+        """x · Wᵀ for the matrix W that ``film`` (2, N_z: one sample's scale and shift) gives
+        layer ``name``, computed without making W.
+
+        The generator is linear: tile (a, b) of W is Σ_z z'_abz G_z + G_0, z' = z·(1 + scale) +
+        shift, G the folded generator (``TileGenerator.folded``). So each input block is
+        projected through G once, u_bz = G_z x_b, and the blocks are mixed by the tiles'
+        embeddings: y_a = Σ_bz z'_abz u_bz + Σ_b G_0 x_b. Per sample that is in·N_z·t + out·in·N_z/t
+        multiply-adds against out·in·N_z to generate W (t times more) and out·in to apply it.
+        """
+        key, index = self.where[name]
+        table, t = self.tables[key], self.tile
+        p = table.placements[index]
+        weight, bias = table.generator.folded()  # (N_z, o·i), (o·i,)
+        generator = weight.view(-1, t, t)  # (z, o, i)
+        z = table.embeddings[p.first_tile : p.first_tile + p.tiles].view(p.m, p.k, -1)  # (a, b, z)
+        x = F.pad(x, (0, p.k * t - p.shape[1])).unflatten(-1, (p.k, t))  # (..., b, i), zero-padded in
+        u = torch.einsum("...bi,zoi->...bzo", x, generator)
+        # the sample's scale on u, not on z: the embeddings stay one tensor for the whole batch,
+        # so the mixing is one matmul over all samples rather than one per sample
+        mixed = torch.einsum("...bzo,abz->...ao", u * (1 + film[0])[:, None], z)
+        shared = torch.einsum("...bzo,z->...o", u, film[1]) + x.sum(-2) @ bias.view(t, t).t()
+        return (mixed + shared.unsqueeze(-2)).flatten(-2)[..., : p.shape[0]]
+
     def parameter_parts(self) -> dict[str, int]:
-        return {
+        parts = {
             "embeddings": sum(table.embeddings.numel() for table in self.tables.values()),
             "generator": sum(p.numel() for table in self.tables.values() for p in table.generator.parameters()),
         }
+        if self.condition_dim is not None:
+            parts["condition map"] = sum(p.numel() for table in self.tables.values() for p in table.film.parameters())
+        if self.num_tasks is not None:
+            parts["task embeddings"] = self.task_embeddings.numel()
+        return parts
 
 
 @dataclass(frozen=True)
@@ -126,12 +218,19 @@ class Hyper(SourceSpec):
         tile_channels: in/out channels of one generated tile (16 in the paper).
         tying_groups: contiguous groups of blocks per stage sharing embeddings: 1 is fully tied,
             None (or the number of blocks) is untied, as in the paper.
+        condition_dim: c: the weights depend on a condition vector of this size, passed as
+            ``model(x, condition=e)`` with e of shape (c,) (one weight set) or (B, c) (one per
+            sample); None (default): the paper's static hypernetwork.
+        num_tasks: T: learn one condition per task (size ``condition_dim``, default
+            ``embedding_dim``), passed as ``model(x, task=t)``.
     """
 
     embedding_dim: int = 64
     hidden_dim: int = 64
     tile_channels: int = 16
     tying_groups: int | None = None
+    condition_dim: int | None = None
+    num_tasks: int | None = None
     name = "hyper"
 
     def __post_init__(self) -> None:
@@ -139,6 +238,10 @@ class Hyper(SourceSpec):
         check_positive("hidden_dim", self.hidden_dim)
         check_positive("tile_channels", self.tile_channels)
         check_tying_groups(self.tying_groups)
+        if self.condition_dim is not None:
+            check_positive("condition_dim", self.condition_dim)
+        if self.num_tasks is not None:
+            check_positive("num_tasks", self.num_tasks)
 
     @property
     def tile(self) -> int:
@@ -151,6 +254,8 @@ class Hyper(SourceSpec):
             hidden_dim=self.hidden_dim,
             tile_channels=self.tile_channels,
             tying_groups=self.tying_groups,
+            condition_dim=self.embedding_dim if self.num_tasks and self.condition_dim is None else self.condition_dim,
+            num_tasks=self.num_tasks,
         )
 
 
