@@ -49,6 +49,11 @@ class GeneratedNetwork(nn.Module):
         self.spec = spec
         self.layers = tuple(layers)
         self.source = spec.build(self.layers)
+        if getattr(self.source, "freezes_target", False):  # an adapter source: only it trains
+            target.requires_grad_(False)
+        adopt = getattr(self.source, "adopt", None)  # a source built on the target's own weights
+        if adopt is not None:
+            adopt({name: target.get_parameter(name) for name in self.source.provides})
         for name in self.source.provides:
             _remove_parameter(target, name)
         self.target = target

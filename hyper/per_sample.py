@@ -68,17 +68,30 @@ def run_per_sample(
     # restored does not trace; eager, the linear layers never make theirs.
     linears = {} if torch.compiler.is_compiling() else _factorized_linears(target, source)
     films: dict[str, Tensor] = {}  # inside the vmapped call: this sample's FiLM per kernel size
+    structure: list = []  # the output's pytree structure, seen inside the vmapped call
 
     def one_sample(weights: dict[str, Tensor], sample_films: dict[str, Tensor], *sample: Any) -> Any:
         films.update(sample_films)
         inputs = [t.unsqueeze(0) if s else t for t, s in zip(sample, split)]
         call_args, call_kwargs = tree_unflatten(inputs, spec)
         output = functional_call(target, weights, call_args, call_kwargs, strict=False)
-        return tree_map(lambda t: t.squeeze(0) if isinstance(t, Tensor) and t.dim() > 0 and t.shape[0] == 1 else t, output)
+        # vmap returns tensors only: the output's structure is kept aside, its other leaves (a
+        # Hugging Face model's cache) dropped: per-sample calls train and score, they do not decode
+        out_leaves, out_spec = tree_flatten(output)
+        structure.append(out_spec)
+        return [t.squeeze(0) if t.dim() > 0 and t.shape[0] == 1 else t for t in out_leaves if isinstance(t, Tensor)], [
+            isinstance(t, Tensor) for t in out_leaves
+        ]
 
     in_dims = (0, 0, *(0 if s else None for s in split))
     step = batch if chunk is None else chunk
-    run = torch.func.vmap(one_sample, in_dims=in_dims, randomness="different")
+    vmapped = torch.func.vmap(one_sample, in_dims=in_dims, out_dims=(0, None), randomness="different")
+
+    def run(*inputs: Any) -> Any:
+        tensors, is_tensor = vmapped(*inputs)
+        tensors = iter(tensors)
+        return tree_unflatten([next(tensors) if t else None for t in is_tensor], structure[-1])
+
     outputs = []
     for start in range(0, batch, step):
         part = slice(start, start + step)

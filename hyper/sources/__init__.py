@@ -8,6 +8,7 @@ from hyper.sources.base import SourceSpec, WeightSource
 from hyper.sources.dct import DCT, DCTWeights
 from hyper.sources.direct import Plain, PlainWeights, Tied, TiedWeights
 from hyper.sources.hyper import Hyper, HyperWeights
+from hyper.sources.lora import LoRA, DirectLoRAWeights, HyperLoRA, LoRAWeights
 from hyper.sources.lowrank import LowRank, LowRankWeights
 from hyper.sources.templates import Templates, TemplateWeights
 
@@ -19,6 +20,8 @@ SOURCES: dict[str, type[SourceSpec]] = {
     "lowrank": LowRank,
     "templates": Templates,
     "dct": DCT,
+    "hyperlora": HyperLoRA,
+    "lora": LoRA,
 }
 
 
@@ -39,7 +42,11 @@ __all__ = [
     "DCTWeights",
     "SOURCES",
     "Hyper",
+    "HyperLoRA",
     "HyperWeights",
+    "LoRA",
+    "LoRAWeights",
+    "DirectLoRAWeights",
     "LowRank",
     "LowRankWeights",
     "Plain",
