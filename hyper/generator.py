@@ -112,3 +112,50 @@ class TileGenerator(nn.Module):
         a = torch.einsum("tz,izd->tid", z, self.w_in) + self.b_in  # (T, N_in, d)
         slices = a @ self.w_out + self.b_out  # (T, N_in, N_out·f·f)
         return rearrange(slices, "t i (o k) -> t o i k", o=self.tile_out)
+
+
+class KernelCrop(nn.Module):
+    """One shared generator's tiles, cropped to a smaller kernel: the paper's single generator
+    for a network whose layers have kernels of several sizes (``Hyper(sharing="network")``).
+
+    The shared generator makes tiles of the largest kernel; a layer of a smaller kernel takes the
+    centre of each tile (a 1×1 conv or a matrix: the centre tap). Only the folded map's columns of
+    those positions are used, so a crop costs no more than a generator of its own size would.
+    Holds the shared generator without registering it (its parameters belong to the source once).
+
+    Args:
+        shared: the network's one generator.
+        kernel_size: this table's kernel, at most the shared one's along each axis (``()``: matrix).
+    """
+
+    def __init__(self, shared: TileGenerator, kernel_size: tuple[int, ...]) -> None:
+        super().__init__()
+        self.__dict__["shared"] = shared  # not a submodule: counted, saved and moved with the source
+        self.kernel_size = tuple(kernel_size)
+        self.tile_in, self.tile_out = shared.tile_in, shared.tile_out
+        full = shared.kernel_size
+        positions = torch.arange(shared.tile_out * shared.tile_in * shared.kernel_area).view(shared.tile_out, shared.tile_in, *full)
+        if self.kernel_size:
+            crop = tuple(slice((big - small) // 2, (big - small) // 2 + small) for big, small in zip(full, self.kernel_size))
+        else:
+            crop = tuple(big // 2 for big in full)  # the centre tap
+        self.register_buffer("columns", positions[(slice(None), slice(None), *crop)].reshape(-1), persistent=False)
+
+    @property
+    def tile_shape(self) -> tuple[int, ...]:
+        return (self.tile_out, self.tile_in, *self.kernel_size)
+
+    def folded(self) -> tuple[Tensor, Tensor]:
+        weight, bias = self.shared.folded()
+        return weight[:, self.columns], bias[self.columns]
+
+    def forward(
+        self, z: Tensor, placements: tuple[Placement, ...] | None = None, buffers: Buffers | None = None
+    ) -> Tensor | list[Tensor]:
+        """As ``TileGenerator.forward``, through the folded map always."""
+        weight, bias = self.folded()
+        traced = torch.compiler.is_compiling() or torch.is_autocast_enabled(z.device.type)
+        if placements is not None and buffers is not None and not traced:
+            return generate_and_assemble(z, weight, bias, placements, self.tile_shape, buffers)
+        tiles = torch.addmm(bias, z, weight).view(z.shape[0], *self.tile_shape)
+        return tiles if placements is None else assemble(tiles, placements)

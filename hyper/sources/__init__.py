@@ -20,9 +20,9 @@ SOURCES: dict[str, type[SourceSpec]] = {
     "lowrank": LowRank,
     "templates": Templates,
     "dct": DCT,
-    "hyperlora": HyperLoRA,
-    "lora": LoRA,
 }
+# Not among them: the adapters (``LoRA``, ``HyperLoRA``) change a frozen base model's weights
+# rather than making a network's weights in fewer parameters, so they are not compression points.
 
 
 def source_from_name(name: str, **knobs: object) -> SourceSpec:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyper.generator import TileGenerator
+from hyper.generator import KernelCrop, TileGenerator
 from hyper.layers import GeneratedLayer
 from hyper.assembly import Buffers, assemble, layout
 from hyper.sources.base import SourceSpec, WeightSource, check_positive
@@ -44,6 +44,9 @@ class TileTable(nn.Module):
         embedding_dim: N_z, size of each tile's embedding.
         hidden_dim: d, the generator's hidden size.
         tile_channels: in- and out-channels of one tile.
+        condition_dim: the condition's size, for a conditional source (FiLM on z).
+        shared: the network's one generator (``sharing="network"``), cropped to this kernel;
+            None: this table's own.
     """
 
     def __init__(
@@ -54,15 +57,15 @@ class TileTable(nn.Module):
         hidden_dim: int,
         tile_channels: int,
         condition_dim: int | None = None,
+        shared: TileGenerator | None = None,
     ) -> None:
         super().__init__()
         self.placements = layout([group[0].shape for group in groups], tile_channels)
-        self.generator = TileGenerator(
-            embedding_dim=embedding_dim,
-            hidden_dim=hidden_dim,
-            tile_in=tile_channels,
-            tile_out=tile_channels,
-            kernel_size=groups[0][0].kernel_size,
+        kernel = groups[0][0].kernel_size
+        self.generator = (
+            TileGenerator(embedding_dim=embedding_dim, hidden_dim=hidden_dim, tile_in=tile_channels, tile_out=tile_channels, kernel_size=kernel)
+            if shared is None
+            else KernelCrop(shared, kernel)
         )
         self.embeddings = nn.Parameter(self._initial_embeddings(groups, embedding_dim))  # (T, N_z)
         self.reused = Buffers()  # scratch memory for the hot path, not state
@@ -113,6 +116,8 @@ class HyperWeights(WeightSource):
         condition_dim: c, size of the condition the weights depend on (``hyper/condition.py``);
             None: one weight set, no condition.
         num_tasks: T learned task embeddings of size c (then ``task=t`` is the condition).
+        sharing: what one generator serves: ``"kernel"`` every tile of one kernel size,
+            ``"network"`` every tile, ``"layer"`` one layer's (one tie group's) tiles.
     """
 
     def __init__(
@@ -125,11 +130,17 @@ class HyperWeights(WeightSource):
         tying_groups: int | None,
         condition_dim: int | None = None,
         num_tasks: int | None = None,
+        sharing: str = "kernel",
     ) -> None:
         super().__init__(layers)
         self.tile = tile_channels
-        self.condition_dim, self.num_tasks = condition_dim, num_tasks
-        self.groups = _by_kernel_size(tie(layers, tying_groups))  # kernel key -> tie groups
+        self.condition_dim, self.num_tasks, self.sharing = condition_dim, num_tasks, sharing
+        self.groups = _tables(tie(layers, tying_groups), sharing)  # table key -> tie groups
+        if sharing == "network":
+            self.generator = TileGenerator(
+                embedding_dim=embedding_dim, hidden_dim=hidden_dim, tile_in=tile_channels, tile_out=tile_channels,
+                kernel_size=_largest_kernel([group[0] for groups in self.groups.values() for group in groups]),
+            )
         self.tables = nn.ModuleDict({
             key: TileTable(
                 groups,
@@ -137,6 +148,7 @@ class HyperWeights(WeightSource):
                 hidden_dim=hidden_dim,
                 tile_channels=tile_channels,
                 condition_dim=condition_dim,
+                shared=self.generator if sharing == "network" else None,
             )
             for key, groups in self.groups.items()
         })
@@ -158,6 +170,12 @@ class HyperWeights(WeightSource):
             for group, weight in zip(groups, self.tables[key](condition)):
                 weights.update((layer.name, weight) for layer in group)
         return weights
+
+    def generators(self) -> list[nn.Parameter]:
+        """The generators' parameters, each once (a shared generator serves several tables)."""
+        if self.sharing == "network":
+            return list(self.generator.parameters())
+        return [p for table in self.tables.values() for p in table.generator.parameters()]
 
     def per_sample(self, condition: Tensor, factorized: frozenset[str]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """For a ``(B, c)`` condition: the weight sets ``(B, *shape)`` of the layers not in
@@ -199,7 +217,7 @@ class HyperWeights(WeightSource):
     def parameter_parts(self) -> dict[str, int]:
         parts = {
             "embeddings": sum(table.embeddings.numel() for table in self.tables.values()),
-            "generator": sum(p.numel() for table in self.tables.values() for p in table.generator.parameters()),
+            "generator": sum(p.numel() for p in self.generators()),
         }
         if self.condition_dim is not None:
             parts["condition map"] = sum(p.numel() for table in self.tables.values() for p in table.film.parameters())
@@ -223,6 +241,10 @@ class Hyper(SourceSpec):
             sample); None (default): the paper's static hypernetwork.
         num_tasks: T: learn one condition per task (size ``condition_dim``, default
             ``embedding_dim``), passed as ``model(x, task=t)``.
+        sharing: which tiles one generator makes: ``"kernel"`` (default) all tiles of one kernel
+            size, one generator per size; ``"network"`` every tile of the network from one
+            generator (the paper's), smaller kernels taking the centre of its tiles; ``"layer"``
+            a generator per layer (per tie group): the least sharing.
     """
 
     embedding_dim: int = 64
@@ -231,6 +253,7 @@ class Hyper(SourceSpec):
     tying_groups: int | None = None
     condition_dim: int | None = None
     num_tasks: int | None = None
+    sharing: str = "kernel"
     name = "hyper"
 
     def __post_init__(self) -> None:
@@ -242,6 +265,8 @@ class Hyper(SourceSpec):
             check_positive("condition_dim", self.condition_dim)
         if self.num_tasks is not None:
             check_positive("num_tasks", self.num_tasks)
+        if self.sharing not in SHARINGS:
+            raise ValueError(f"sharing must be one of {', '.join(SHARINGS)}, got {self.sharing!r}")
 
     @property
     def tile(self) -> int:
@@ -256,13 +281,31 @@ class Hyper(SourceSpec):
             tying_groups=self.tying_groups,
             condition_dim=self.embedding_dim if self.num_tasks and self.condition_dim is None else self.condition_dim,
             num_tasks=self.num_tasks,
+            sharing=self.sharing,
         )
 
 
-def _by_kernel_size(groups: list[TieGroup]) -> dict[str, list[TieGroup]]:
-    """Tie groups by kernel size (each size its own generator and embedding table), in order."""
+SHARINGS = ("kernel", "network", "layer")
+
+
+def _tables(groups: list[TieGroup], sharing: str) -> dict[str, list[TieGroup]]:
+    """Tie groups by table: a table per kernel size (its tiles come out of one generator call),
+    or with ``sharing="layer"`` a table per tie group, in order."""
     by_key: dict[str, list[TieGroup]] = {}
-    for group in groups:
-        by_key.setdefault(kernel_key(group[0].kernel_size), []).append(group)
+    for i, group in enumerate(groups):
+        key = kernel_key(group[0].kernel_size)
+        by_key.setdefault(f"{key}_{i}" if sharing == "layer" else key, []).append(group)
     return by_key
+
+
+def _largest_kernel(layers: list[GeneratedLayer]) -> tuple[int, ...]:
+    """The kernel of the network's one generator: the largest along each axis (matrices: a 1-tap
+    kernel's centre), for kernels of one dimensionality."""
+    kernels = {layer.kernel_size for layer in layers}
+    dims = {len(k) for k in kernels if k}
+    if len(dims) > 1:
+        raise ValueError(f"sharing='network' needs kernels of one dimensionality (one generator makes every tile), got {sorted(kernels)}")
+    if not dims:
+        return ()
+    return tuple(max(k[axis] for k in kernels if k) for axis in range(dims.pop()))
 
