@@ -205,13 +205,16 @@ class HyperWeights(WeightSource):
         p = table.placements[index]
         weight, bias = table.generator.folded()  # (N_z, o·i), (o·i,)
         generator = weight.view(-1, t, t)  # (z, o, i)
-        z = table.embeddings[p.first_tile : p.first_tile + p.tiles].view(p.m, p.k, -1)  # (a, b, z)
+        z = table.embeddings[p.first_tile : p.first_tile + p.tiles].view(p.m, -1)  # (a, b·z)
         x = F.pad(x, (0, p.k * t - p.shape[1])).unflatten(-1, (p.k, t))  # (..., b, i), zero-padded in
-        u = torch.einsum("...bi,zoi->...bzo", x, generator)
-        # the sample's scale on u, not on z: the embeddings stay one tensor for the whole batch,
+        # the sample's scale on G, not on z: the embeddings stay one matrix for the whole batch,
         # so the mixing is one matmul over all samples rather than one per sample
-        mixed = torch.einsum("...bzo,abz->...ao", u * (1 + film[0])[:, None], z)
-        shared = torch.einsum("...bzo,z->...o", u, film[1]) + x.sum(-2) @ bias.view(t, t).t()
+        scaled = (generator * (1 + film[0])[:, None, None]).permute(2, 0, 1).reshape(t, -1)  # (i, z·o)
+        u = (x @ scaled).unflatten(-1, (-1, t)).flatten(-3, -2)  # (..., b·z, o): each block through G
+        mixed = z @ u  # (..., a, o)
+        # the shift adds one tile to every tile, as the generator's bias does: (shift·G + c)
+        common = torch.einsum("z,zoi->oi", film[1], generator) + bias.view(t, t)
+        shared = x.sum(-2) @ common.t()  # (..., o)
         return (mixed + shared.unsqueeze(-2)).flatten(-2)[..., : p.shape[0]]
 
     def parameter_parts(self) -> dict[str, int]:
