@@ -14,8 +14,7 @@ import yaml
 from hyper.data import CharDataModule
 from hyper.training import CharLanguageModel
 from hyper.training.cli import main
-from hyper.training.distillation import distillation_loss
-from hyper.training.lm_teacher import load_teacher
+from hyper.training.distillation import Teacher, distillation_loss
 from models import CharRNN
 
 TEXT = "the cat sat on the mat; a rat ate the hat. " * 8
@@ -66,18 +65,18 @@ def test_the_loss_is_the_distillation_loss_on_the_teachers_carried_soft_targets(
     torch.manual_seed(1)
     student = CharLanguageModel(network=CharRNN(vocab_size=data.vocab_size, core="ln_lstm", hidden_size=8, embedding_size=4),
                                 teacher=str(teacher_checkpoint), distill_temperature=2.0, distill_weight=0.7)
-    object.__setattr__(student, "_teacher", load_teacher(teacher_checkpoint, vocab=data.vocab))
-    reference = load_teacher(teacher_checkpoint, vocab=None)  # a second copy, read the same batches by hand
+    student.teacher.load(vocab=data.vocab)
+    reference = Teacher(teacher_checkpoint)  # a second copy, read the same batches by hand
     batches = iter(data.train_dataloader())
     for _ in range(2):  # the second batch's soft targets come from a teacher that has read the first
         tokens, targets = next(batches)
         logits = student.network(tokens)[0]
         loss = student.fit_loss(tokens, logits, targets)
-        teacher_logits = reference.logits(tokens)
+        teacher_logits = reference(tokens)
         expected = distillation_loss(logits.flatten(0, 1), teacher_logits.flatten(0, 1), targets.flatten(), temperature=2.0, weight=0.7)
         torch.testing.assert_close(loss, expected)
         assert not torch.allclose(loss, F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
-    restarted = load_teacher(teacher_checkpoint, vocab=None).logits(tokens)
+    restarted = Teacher(teacher_checkpoint)(tokens)
     assert not torch.allclose(restarted, teacher_logits)  # carrying the state mattered
 
 

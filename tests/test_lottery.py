@@ -77,6 +77,10 @@ def test_rounds_compound_and_the_ticket_is_tested(tmp_path):
     assert abs(zeros - 0.75) < 0.01  # 1 - (1 - 0.5)^2
     assert report["pruned"] and report["compression_ratio"] > 3 and report["epochs"] == 3
     assert report["compression_bytes"] < report["compression_ratio"]  # the sparse layout's bitmask costs
+    out = tmp_path / "tested"  # tested alone, the ticket is counted as its run counted it
+    assert main(["test", "--ckpt_path", report["tested_checkpoint"], "--trainer.default_root_dir", str(out)]) == 0
+    retested = json.loads((only_run(out) / "report.json").read_text())
+    assert retested["pruned"] and retested["trainable_params"] == report["trainable_params"]
 
 
 @pytest.mark.parametrize(

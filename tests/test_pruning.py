@@ -42,6 +42,11 @@ def test_the_tested_checkpoint_is_pruned_and_counted_so(tmp_path):
     buffers = ("running_mean", "running_var", "num_batches_tracked")
     nonzero = sum(int(w.count_nonzero()) for k, w in state.items() if not k.endswith(buffers))
     assert report["trainable_params"] == nonzero
+    # tested alone, the checkpoint is counted as its run counted it (its record names the pruning)
+    out = tmp_path / "tested"
+    assert main(["test", "--ckpt_path", report["tested_checkpoint"], "--trainer.default_root_dir", str(out)]) == 0
+    retested = json.loads((only_run(out) / "report.json").read_text())
+    assert retested["pruned"] is True and retested["trainable_params"] == nonzero
 
 
 def test_pruning_after_the_last_epoch_is_an_error(tmp_path, capsys):

@@ -41,8 +41,6 @@ from hyper.storage import TensorFormat
 BITS = (1, 2, 4, 8)
 MIN_CHANNEL_SIZE = 16
 TERNARY_THRESHOLD = 0.7  # TWN's Δ = 0.7 · mean|w|
-# A quantised run's checkpoint: float latent weights, and here {"bits": b}, the bits its network ran at.
-CHECKPOINT_KEY = "quantization"
 
 
 def check_bits(bits: object) -> None:

@@ -24,7 +24,7 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from hyper.compression.quantize import CHECKPOINT_KEY, quantize
+from hyper.training.compression.protocol import reapply_recorded
 
 BEST, LAST = "best", "last"
 PART = ".part"  # a checkpoint written, not yet in place
@@ -139,8 +139,8 @@ def run_folder(checkpoint: str | Path) -> Path | None:
 
 
 def network_from_checkpoint(checkpoint: dict[str, Any], *, source: str) -> nn.Module:
-    """The module's ``network``, rebuilt from the saved config and loaded with its weights
-    (quantised again where the checkpoint's run was quantised).
+    """The module's ``network``, rebuilt from the saved config and loaded with its weights,
+    compressed again as the checkpoint's run was (quantised again where it was quantised).
 
     Args:
         checkpoint: ``load_checkpoint``'s answer.
@@ -161,7 +161,4 @@ def network_from_checkpoint(checkpoint: dict[str, Any], *, source: str) -> nn.Mo
         network.load_state_dict(weights)
     except RuntimeError as err:
         raise ValueError(f"{source}: its weights do not fit its network ({str(err).splitlines()[0]})") from None
-    recorded = checkpoint.get(CHECKPOINT_KEY)
-    if recorded:  # a quantised run: the network it reported runs its weights quantised
-        quantize(network, bits=int(recorded["bits"]))
-    return network
+    return reapply_recorded(network, checkpoint, source=source)

@@ -3,7 +3,9 @@ mixed with the true labels, so that "a big net teaches the hypernetwork" is one 
 
     loss = w · T² · KL(softmax(t / T) ‖ softmax(s / T)) + (1 − w) · CE(s, y)
 
-The T² keeps the soft term's gradients on the scale of the hard term's as T changes.
+The T² keeps the soft term's gradients on the scale of the hard term's as T changes. Both
+students use it: an image classifier on each image's logits, a character model on every
+character's, its ``Teacher`` reading the same batches in stream order.
 """
 
 from __future__ import annotations
@@ -15,17 +17,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hyper.training.checkpoints import load_checkpoint, network_from_checkpoint
+from hyper.training.sampling import DATA_STATE_KEY, data_from_checkpoint
+
+State = tuple[Tensor, ...]
 
 
 class Teacher:
-    """A trained classifier's network, frozen: a function of the images, loaded when fit starts.
+    """A trained network, frozen: the function whose soft targets a student learns.
+
+    It is called as the student's network is: images (B, C, H, W) → logits (B, classes), or tokens
+    (B, T) → logits (B, T, V) for a recurrent network, one that returns ``(logits, state)``. A
+    recurrent teacher, like its student, carries its state from one batch to the next (each batch
+    continues the one it read last), so its soft targets are those of a model that has read the
+    streams from their start; ``reset`` starts it over.
 
     Not an ``nn.Module``, so that a LightningModule holding one as an attribute does not register
     it: the teacher is never optimised, counted or saved with the student.
 
     Args:
-        checkpoint: a checkpoint written by train.py whose network maps the student's images to
-            the same classes.
+        checkpoint: a checkpoint written by train.py whose network reads the student's inputs
+            and predicts the same classes (characters); read when fit starts (``load``).
         network: or the teacher network itself, already in memory (trained earlier in the same
             run, as a compression route's teacher).
     """
@@ -35,13 +46,26 @@ class Teacher:
             raise ValueError("a teacher is a checkpoint or a network, exactly one of the two")
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.network = None if network is None else network.eval().requires_grad_(False)
+        self.state: State | None = None  # a recurrent teacher's, after the batch it read last
 
-    def load(self) -> None:
-        """Read the checkpoint (weights_only) and rebuild its network, once."""
-        if self.network is None:
-            source = f"--model.teacher {self.checkpoint}"
-            saved = load_checkpoint(self.checkpoint, flag="--model.teacher")
-            self.network = network_from_checkpoint(saved, source=source).eval().requires_grad_(False)
+    def load(self, *, vocab: list[str] | None = None) -> None:
+        """Read the checkpoint (weights_only) and rebuild its network, once.
+
+        Args:
+            vocab: the student's characters (id → character): a character model's checkpoint
+                trained on another vocabulary is refused. None: not checked.
+        """
+        if self.network is not None:
+            return
+        source = f"--model.teacher {self.checkpoint}"
+        saved = load_checkpoint(self.checkpoint, flag="--model.teacher")
+        if vocab is not None and DATA_STATE_KEY in saved:
+            _check_vocabulary(data_from_checkpoint(saved, source=source).vocab, vocab, source)
+        self.network = network_from_checkpoint(saved, source=source).eval().requires_grad_(False)
+
+    def reset(self) -> None:
+        """Start over at the streams' beginning (a new epoch): a recurrent teacher forgets its state."""
+        self.state = None
 
     def to(self, device: torch.device) -> Teacher:
         self.load()
@@ -49,9 +73,13 @@ class Teacher:
         return self
 
     @torch.no_grad()
-    def __call__(self, images: Tensor) -> Tensor:  # (B, C, H, W) -> (B, num_classes)
+    def __call__(self, inputs: Tensor) -> Tensor:
+        """Logits of ``inputs``: (B, C, H, W) -> (B, classes), or (B, T) -> (B, T, V) continuing the state."""
         self.load()
-        return self.network(images)
+        output = self.network(inputs) if self.state is None else self.network(inputs, self.state)
+        if isinstance(output, tuple):  # a recurrent network: (logits, state)
+            output, self.state = output
+        return output
 
 
 def distillation_loss(
@@ -73,3 +101,11 @@ def check_distillation(temperature: float, weight: float) -> None:
         raise ValueError(f"distill_temperature must be positive, got {temperature}")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"distill_weight must be in [0, 1], got {weight}")
+
+
+def _check_vocabulary(teacher: list[str], student: list[str], source: str) -> None:
+    if teacher != student:
+        raise ValueError(
+            f"{source} was trained on another vocabulary ({len(teacher)} characters, this data has "
+            f"{len(student)}): distil on the corpus the teacher was trained on"
+        )

@@ -35,7 +35,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from hyper.checks import check_int, read_yaml_mapping
 from hyper.training.checkpoints import load_checkpoint, run_checkpoints, run_folder
-from hyper.training.compression.quantization import callback_for
+from hyper.training.compression.protocol import missing_from
 from hyper.training.errors import check_learning_rate, check_learning_rate_flags
 from hyper.training.finite import StopOnNonFinite
 from hyper.training.folders import check_output_folder
@@ -225,10 +225,7 @@ class HyperCLI(LightningCLI):
         if config.get("enable_checkpointing") is not False and self.subcommand in (*FITTING, None):
             callbacks += self._checkpoints(config)
         if self.checkpoint is not None and self.subcommand not in FITTING:
-            quantization = callback_for(self.checkpoint, callbacks)
-            if quantization is not None:
-                rank_zero_info(f"the checkpoint's run was quantised: its network is tested at {quantization.bits} bits")
-                callbacks.append(quantization)
+            callbacks += self._compressions(callbacks)
         if config.get("logger") in (None, True) and not config.get("fast_dev_run"):
             loggers = self._loggers(config)
             kwargs["logger"] = loggers
@@ -268,6 +265,17 @@ class HyperCLI(LightningCLI):
         check_data = getattr(self.model, "check_data", None)
         if check_data is not None:
             check_data(self.datamodule)
+
+    def _compressions(self, callbacks: list[L.Callback]) -> list[L.Callback]:
+        """The compressions the checkpoint's run used that ``callbacks`` lack: its network is
+        scored as the run scored it (a quantised run's float weights quantised again)."""
+        source = f"--ckpt_path {self._get(self.config, 'ckpt_path')}"
+        missing = missing_from(self.checkpoint, callbacks, source=source)
+        for compression in missing:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in compression.arguments().items())
+            name = f"{type(compression).__name__}({arguments})"
+            rank_zero_info(f"the checkpoint's run was compressed by {name}: so is what this {self.subcommand} runs")
+        return missing
 
     def _checkpoints(self, trainer: dict[str, Any]) -> list[L.Callback]:
         monitor, mode = getattr(self.model, "checkpoint_monitor", ("val_acc", "max"))

@@ -26,9 +26,8 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 
 from hyper.training.classification import OptimizerCallable
-from hyper.training.distillation import check_distillation, distillation_loss
+from hyper.training.distillation import Teacher, check_distillation, distillation_loss
 from hyper.training.hparams import save_hyperparameters
-from hyper.training.lm_teacher import Teacher, load_teacher
 from hyper.training.report import log_parameter_counts
 from hyper.training.schedules import Schedule, check_schedule, optimizers_config
 
@@ -117,11 +116,9 @@ class CharLanguageModel(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test_")
         self.hidden: State | None = None  # the state the next batch of this loop starts from
         self._train_hidden: State | None = None  # kept while a validation loop runs mid-epoch
-        self.teacher_path = teacher
+        self.teacher = Teacher(teacher) if teacher is not None else None  # loaded when fit starts
         self.distill_temperature = distill_temperature
         self.distill_weight = distill_weight
-        # Loaded for fit only, and kept outside the module tree: never optimised, never saved.
-        self._teacher: Teacher | None = None
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         return self.network(tokens, state)  # (B, T) -> (B, T, V), state
@@ -143,21 +140,20 @@ class CharLanguageModel(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.trainer.datamodule is not None:
             self.check_data(self.trainer.datamodule)
+        if stage == "fit" and self.teacher is not None:  # a bad teacher stops the run before its first step
+            self.teacher.load(vocab=getattr(self.trainer.datamodule, "vocab", None))
 
     def on_fit_start(self) -> None:
-        if self.teacher_path is not None and self._teacher is None:
-            vocab = getattr(self.trainer.datamodule, "vocab", None)
-            self._teacher = load_teacher(self.teacher_path, vocab=vocab)  # a plain object: not a submodule
-        if self._teacher is not None:
-            self._teacher.to(self.device)
+        if self.teacher is not None:
+            self.teacher.to(self.device)
         log_parameter_counts(self)
 
     # Each loop starts at window 0 of its streams: the state of another loop (or of the last
     # epoch's final window) is not this batch's past.
     def on_train_epoch_start(self) -> None:
         self.hidden = None
-        if self._teacher is not None:
-            self._teacher.reset()
+        if self.teacher is not None:
+            self.teacher.reset()
 
     def on_validation_epoch_start(self) -> None:
         self._train_hidden, self.hidden = self.hidden, None
@@ -198,11 +194,11 @@ class CharLanguageModel(L.LightningModule):
     def fit_loss(self, tokens: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
         """The training loss of a batch: cross-entropy in nats per character, or with a teacher
         its soft targets mixed in (the teacher reads ``tokens``, continuing its own state)."""
-        if self._teacher is None:
+        if self.teacher is None:
             return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return distillation_loss(
             logits.flatten(0, 1),
-            self._teacher.logits(tokens).flatten(0, 1),
+            self.teacher(tokens).flatten(0, 1),
             targets.flatten(),
             temperature=self.distill_temperature,
             weight=self.distill_weight,

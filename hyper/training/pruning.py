@@ -8,8 +8,9 @@ recurrent matrices: nn.LSTM's ``weight_ih_l*``/``weight_hh_l*``, an LSTM layer's
 ``weight_x``/``weight_h``; not embeddings, norms or biases) are pruned once by L1 magnitude
 to ``amount`` after epoch ``prune_at_epoch`` (each matrix by the same fraction, or ranked
 globally); training goes on with the mask fixed, and the pruning is made
-permanent (zeros in ordinary weights) in checkpoints and at the end. The run's report then
-counts trainable parameters on non-zero weights (``count_parameters(nonzero=True)``).
+permanent (zeros in ordinary weights) in checkpoints and at the end. The callback is a
+``Compression`` that ``counts_nonzero``: the run's report counts trainable parameters on non-zero
+weights (``count_parameters(nonzero=True)``), also when its checkpoint is tested alone.
 
 Scope: ``layer`` (default) prunes every layer by ``amount``. ``global`` ranks all weights
 together, which at high sparsity empties whole layers whose initial scale is small (the wide
@@ -26,19 +27,20 @@ of an epoch would otherwise hold the pruned weights under the dense network's sc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, ModelPruning
+from lightning.pytorch.callbacks import ModelPruning
 from torch import nn
 
 from hyper.checks import check_int
+from hyper.training.compression.phases import forget_best
+from hyper.training.compression.protocol import Compression
 
 NOT_PRUNED = (nn.Embedding, nn.EmbeddingBag)  # a lookup table, not a weight matrix
 
 
-class MagnitudePruning(ModelPruning):
+class MagnitudePruning(Compression, ModelPruning):
     """Global L1-magnitude pruning of conv and linear weights, once, then fine-tuning.
 
     Args:
@@ -48,6 +50,8 @@ class MagnitudePruning(ModelPruning):
             ``amount`` of all weights together go, wherever they are.
         verbose: 0 silent, 1 the sparsity once, 2 per layer (ModelPruning's).
     """
+
+    counts_nonzero = True
 
     def __init__(
         self,
@@ -63,6 +67,7 @@ class MagnitudePruning(ModelPruning):
         if scope not in ("layer", "global"):
             raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         self.prune_at_epoch = prune_at_epoch
+        self.scope = scope
         self._pruned = False
         super().__init__(
             pruning_fn="l1_unstructured",
@@ -73,6 +78,14 @@ class MagnitudePruning(ModelPruning):
             make_pruning_permanent=True,
             verbose=verbose,
         )
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "amount": self.amount,
+            "prune_at_epoch": self.prune_at_epoch,
+            "scope": self.scope,
+            "verbose": self._verbose,
+        }
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         max_epochs = trainer.max_epochs
@@ -94,8 +107,7 @@ class MagnitudePruning(ModelPruning):
     def _prune(self, trainer: L.Trainer) -> None:
         self.apply_pruning(self.amount)
         self._pruned = True
-        for checkpoint in trainer.checkpoint_callbacks:
-            _forget_best(checkpoint)
+        forget_best(trainer)
 
     @staticmethod
     def sanitize_parameters_to_prune(
@@ -111,12 +123,3 @@ class MagnitudePruning(ModelPruning):
             for name, parameter in module.named_parameters(recurse=False)
             if (name == "weight" or name.startswith("weight_")) and parameter.dim() >= 2
         ]
-
-
-def _forget_best(checkpoint: ModelCheckpoint) -> None:
-    """Start the checkpoint's best-of tracking afresh (its files stay on disk)."""
-    checkpoint.best_k_models = {}
-    checkpoint.kth_best_model_path = ""
-    checkpoint.best_model_score = None
-    checkpoint.best_model_path = ""
-    checkpoint.kth_value = torch.tensor(float("inf") if checkpoint.mode == "min" else float("-inf"))

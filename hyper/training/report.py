@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelPruning
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from hyper import Wrapped, count_parameters
+from hyper.training.compression.protocol import counts_nonzero
 
 
 def describe_network(network: nn.Module, *, pruned: bool = False, reference: int | None = None) -> dict[str, Any]:
@@ -231,7 +232,8 @@ class RunReport(Callback):
             self._batch = batch[0]  # timed again at the end: the tested network's inference cost
 
     def _describe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        return describe_network(pl_module.network, pruned=_pruning(trainer), reference=getattr(self, "_reference", None))
+        pruned = counts_nonzero(trainer.callbacks)  # a compression whose zeros are what it saves
+        return describe_network(pl_module.network, pruned=pruned, reference=getattr(self, "_reference", None))
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test_time = _now(pl_module) - self._clock.pop("test")
@@ -289,11 +291,6 @@ def latency(network: nn.Module, inputs: torch.Tensor, *, repeats: int = 10) -> d
         times.append(time.perf_counter() - start)
     network.train(was_training)
     return {"latency_ms": 1000 * statistics.median(times[1:]), "latency_batch": len(inputs)}
-
-
-def _pruning(trainer: L.Trainer) -> bool:
-    """Whether a pruning callback shapes this run: its counts are then of non-zero weights."""
-    return any(isinstance(callback, ModelPruning) for callback in trainer.callbacks)
 
 
 def _now(pl_module: L.LightningModule) -> float:

@@ -16,6 +16,7 @@ permanent in checkpoints; its own lottery-ticket reset copies back the pruned te
 from ``setup`` only (the initialisation, and none of the optimiser's or the norms' state), so
 the rewind here replaces it. Weights are every tensor of two or more dimensions that is a
 direct parameter: conv and linear kernels, and a generated network's embeddings and generator.
+The callback is a ``Compression`` that ``counts_nonzero``: the report counts the surviving weights.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from lightning.pytorch.callbacks import ModelPruning
 from torch import nn
 
 from hyper.training.compression.phases import check_count, forget_best, restart_schedule, steps_per_epoch
+from hyper.training.compression.protocol import Compression
 
 
-class LotteryTicket(ModelPruning):
+class LotteryTicket(Compression, ModelPruning):
     """Iterative magnitude pruning, each round rewound to step ``rewind_step`` and retrained.
 
     Args:
@@ -45,6 +47,8 @@ class LotteryTicket(ModelPruning):
         scope: ``layer``: every tensor loses ``amount`` of its remaining weights; ``global``:
             all weights ranked together.
     """
+
+    counts_nonzero = True
 
     def __init__(
         self,
@@ -64,6 +68,7 @@ class LotteryTicket(ModelPruning):
         if scope not in ("layer", "global"):
             raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         self.rounds = rounds
+        self.scope = scope
         self.rewind_step = rewind_step
         self.phase_epochs = phase_epochs or 0
         self._given_phase_epochs = phase_epochs
@@ -78,6 +83,15 @@ class LotteryTicket(ModelPruning):
             use_lottery_ticket_hypothesis=True,
             resample_parameters=False,
         )
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "amount": self.amount,
+            "rounds": self.rounds,
+            "phase_epochs": self._given_phase_epochs,
+            "rewind_step": self.rewind_step,
+            "scope": self.scope,
+        }
 
     def _is_round_start(self, epoch: int) -> bool:
         return epoch > 0 and epoch % self.phase_epochs == 0 and epoch // self.phase_epochs <= self.rounds

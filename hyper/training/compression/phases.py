@@ -10,9 +10,10 @@ compressed and the compressed one is annealed before it is tested.
 from __future__ import annotations
 
 import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from hyper.training.pruning import _forget_best
 from hyper.training.schedules import build_scheduler
 
 
@@ -21,6 +22,15 @@ def forget_best(trainer: L.Trainer) -> None:
     must not become the "best" that the run tests."""
     for checkpoint in trainer.checkpoint_callbacks:
         _forget_best(checkpoint)
+
+
+def _forget_best(checkpoint: ModelCheckpoint) -> None:
+    """Start the checkpoint's best-of tracking afresh (its files stay on disk)."""
+    checkpoint.best_k_models = {}
+    checkpoint.kth_best_model_path = ""
+    checkpoint.best_model_score = None
+    checkpoint.best_model_path = ""
+    checkpoint.kth_value = torch.tensor(float("inf") if checkpoint.mode == "min" else float("-inf"))
 
 
 def restart_schedule(trainer: L.Trainer, pl_module: L.LightningModule, steps: int, *, start: int = 0) -> None:

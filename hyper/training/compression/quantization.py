@@ -4,9 +4,9 @@
 Either way the network that is tested runs the quantised weights, and the report counts its
 bytes at ``bits`` per weight (``hyper.storage``). Checkpoints hold the float (latent) weights
 under the network's own parameter names, so they load into the network a config builds; the
-callback quantises again before each test. The checkpoint also records the bits it was run at
-(``hyper.compression.quantize.CHECKPOINT_KEY``): ``test``, ``validate`` and ``predict`` given such a checkpoint quantise
-again on their own (``callback_for``), so its scores are those of the quantised network; a
+callback quantises again (``reapply``) before each test. Like every ``Compression``, the callback
+is recorded in its run's checkpoints: ``test``, ``validate`` and ``predict`` given such a
+checkpoint quantise again on their own, so its scores are those of the quantised network; a
 network rebuilt from it (``network_from_checkpoint``: sampling, a teacher) is quantised too.
 
     trainer:
@@ -21,16 +21,16 @@ import re
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.trainer.states import TrainerFn
+from torch import nn
 
-from hyper.compression.quantize import CHECKPOINT_KEY, check_bits, dequantize, is_quantized, quantize
+from hyper.compression.quantize import check_bits, dequantize, is_quantized, quantize
 from hyper.training.compression.phases import check_count, check_epoch, forget_best
+from hyper.training.compression.protocol import Compression
 
 LATENT = re.compile(r"(^|\.)parametrizations\.(\w+)\.original$")
 
 
-class PostTrainingQuantization(Callback):
+class PostTrainingQuantization(Compression):
     """Quantise the trained network's weights (per-channel symmetric) before it is tested.
 
     Args:
@@ -45,23 +45,15 @@ class PostTrainingQuantization(Callback):
         if stage != "fit":  # the checkpoint about to be loaded holds float weights
             dequantize(pl_module.network)
 
-    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._quantize(pl_module)
+    def arguments(self) -> dict[str, Any]:
+        return {"bits": self.bits}
 
-    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._quantize(pl_module)
-
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.state.fn == TrainerFn.VALIDATING:  # ``validate`` on its own, not fit's
-            self._quantize(pl_module)
+    def reapply(self, network: nn.Module) -> nn.Module:
+        return quantize(network, bits=self.bits)  # quantised tensors are left as they are
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {LATENT.sub(r"\1\2", k): v for k, v in checkpoint["state_dict"].items()}
-        checkpoint[CHECKPOINT_KEY] = {"bits": self.bits}
-
-    def _quantize(self, pl_module: L.LightningModule) -> None:
-        if not is_quantized(pl_module.network):
-            quantize(pl_module.network, bits=self.bits)
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
 
 class QuantizationAwareTraining(PostTrainingQuantization):
@@ -78,6 +70,9 @@ class QuantizationAwareTraining(PostTrainingQuantization):
         check_count("start_epoch", start_epoch)
         self.start_epoch = start_epoch
 
+    def arguments(self) -> dict[str, Any]:
+        return {"bits": self.bits, "start_epoch": self.start_epoch}
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             check_epoch("start_epoch", self.start_epoch, trainer)
@@ -85,16 +80,7 @@ class QuantizationAwareTraining(PostTrainingQuantization):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch >= self.start_epoch and not is_quantized(pl_module.network):
-            self._quantize(pl_module)  # the optimiser keeps its parameters: they become the latent weights
+            # the optimiser keeps its parameters: they become the latent weights
+            quantize(pl_module.network, bits=self.bits)
             if trainer.current_epoch > 0:
                 forget_best(trainer)
-
-
-def callback_for(checkpoint: dict[str, Any], callbacks: list[Callback]) -> PostTrainingQuantization | None:
-    """The callback that quantises a checkpoint's network as its run did, when ``callbacks``
-    hold none: a quantised run's checkpoint holds float weights, and testing them as they are
-    would score a network the run never reported."""
-    recorded = checkpoint.get(CHECKPOINT_KEY)
-    if not recorded or any(isinstance(c, PostTrainingQuantization) for c in callbacks):
-        return None
-    return PostTrainingQuantization(bits=int(recorded["bits"]))
