@@ -5,6 +5,7 @@ Lightning, which ``import hyper`` alone never pulls in.
 """
 from hyper.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from hyper.data.digits import DigitsDataModule
+from hyper.data.split_digits import SplitDigitsDataModule
 from hyper.data.text import CharDataModule
 
-__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "CharDataModule", "DigitsDataModule"]
+__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "CharDataModule", "DigitsDataModule", "SplitDigitsDataModule"]

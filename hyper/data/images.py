@@ -8,7 +8,7 @@ Outside a Trainer, call :meth:`InMemoryImageDataModule.preprocess` on each batch
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hyper.checks import check_int
 from hyper.data.augment import normalize, random_crop_flip
@@ -87,9 +87,14 @@ class InMemoryImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         if split not in self.splits:
             raise RuntimeError(f"the {split} split is not loaded; call setup() first")
+        return self.loader_of(self.splits[split], shuffle=shuffle)
+
+    def loader_of(self, dataset: Dataset, *, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
+        """A loader over ``dataset`` (a split, or part of one) in ``sampler``'s order if given."""
         return resumable_loader(
-            self.splits[split],
+            dataset,
             shuffle=shuffle,
+            sampler=sampler,
             seed=self.shuffle_seed,
             batch_size=self.batch_size,
             num_workers=self.num_workers,

@@ -5,13 +5,17 @@ using the module or the report costs no argument parser.
 """
 
 from hyper.training.classification import ImageClassifier, kernel_penalty
+from hyper.training.continual import AccuracyMatrix, ContinualClassifier, OnePerTask
 from hyper.training.language_model import BitsPerCharacter, CharLanguageModel
 from hyper.training.report import RunReport, describe_network, format_report
 
 __all__ = [
+    "AccuracyMatrix",
     "BitsPerCharacter",
     "CharLanguageModel",
+    "ContinualClassifier",
     "ImageClassifier",
+    "OnePerTask",
     "RunReport",
     "describe_network",
     "format_report",
