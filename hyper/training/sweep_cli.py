@@ -1,12 +1,14 @@
 """``train.py sweep`` and ``train.py plot``: compression curves from the command line.
 
     python train.py sweep --config configs/sweeps/digits.yaml [--shard 2/4] [--out DIR] [--set KEY=VALUE ...]
+    python train.py sweep --config ... --launcher slurm --slurm.time 600 [--slurm.KEY VALUE] [--tasks N] [--wait]
     python train.py plot results/digits [--metric test_acc] [--x params|bytes|both] [--compare-to METHOD] [--out curve.png]
 
 Every point of a sweep is a train.py config run in this process through the same code as a
 single run (``hyper_cli.run_config``); its report row is appended to the results file as it
 finishes. Every point is built and checked before the first one runs, so a sweep with a bad
-point stops before it trains anything.
+point stops before it trains anything. With ``--launcher`` the points run in the tasks of a job
+array instead, each task a shard run by the same code (``hyper.sweeps.launchers``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import yaml
 from hyper.sweeps import finish, load_sweep, parse_shard, read_rows, run_sweep, summarize, summary_table
 from hyper.sweeps.summary import default_tolerance, smallest_within
 from hyper.sweeps.grid import Point, set_path
+from hyper.sweeps.launchers import LAUNCHERS, launch, split_slurm_options, wait
 from hyper.sweeps.plot import default_axes, plot_curves
 from hyper.training.errors import USER_ERRORS, one_line
 from hyper.training.folders import check_output_folder
@@ -50,6 +53,19 @@ def check_point(point: Point, run_dir: Path) -> None:
         raise ValueError(f"sweep point {point.label}: {one_line(error)}") from None
 
 
+# A cluster task's accelerator, devices and nodes are its own: points are checked here on this CPU.
+HERE = {"trainer.accelerator": "cpu", "trainer.devices": 1, "trainer.num_nodes": 1, "trainer.strategy": "auto",
+        "trainer.precision": "32-true"}
+
+
+def check_point_here(point: Point, run_dir: Path) -> None:
+    """``check_point`` on this machine's CPU, before a launcher submits the point elsewhere."""
+    config = copy.deepcopy(point.config)
+    for path, value in HERE.items():
+        set_path(config, path, value)
+    check_point(replace(point, config=config), run_dir)
+
+
 def sweep_command(args: Sequence[str], *, config_dir: Path = Path("configs")) -> None:
     parser = argparse.ArgumentParser(
         prog="train.py sweep", description="Run a sweep: every point trained and tested, results appended.",
@@ -63,14 +79,39 @@ def sweep_command(args: Sequence[str], *, config_dir: Path = Path("configs")) ->
         help="override a config key of every point, as the sweep's overrides do (VALUE is YAML), "
         "e.g. --set data.init_args.path=tinyshakespeare.txt",
     )
+    parser.add_argument("--launcher", choices=LAUNCHERS, help="submit the points as a job array through submitit "
+                        "(slurm; local: subprocesses here) instead of running them in this process; "
+                        "--slurm.KEY VALUE sets submitit's SlurmExecutor parameter KEY (docs/cli.md)")
+    parser.add_argument("--tasks", type=int, help="with --launcher: the array's size, the sweep in that many "
+                        "shards (default: one point per task)")
+    parser.add_argument("--wait", action="store_true", help="with --launcher: wait for every task, then summarize")
+    slurm, args = split_slurm_options(args)
     options = _parse(parser, args, required={"config": "--config SWEEP.yaml"})
+    _check_launch_options(options, slurm)
     sweep = load_sweep(_sweep_file(options.config, config_dir))
     sweep = replace(sweep, overrides={**sweep.overrides, **dict(_key_value(item) for item in options.set)})
     shard_spec = parse_shard(options.shard) if options.shard else None
     folder = Path(options.out or Path("results") / sweep.name)
     check_output_folder(folder, flag="sweep --out" if options.out else "the results folder")
-    run_sweep(sweep, folder, run_point, shard_spec, check_point=check_point)
+    if options.launcher is None:
+        run_sweep(sweep, folder, run_point, shard_spec, check_point=check_point)
+    else:
+        jobs = launch(sweep, folder, run_point, launcher=options.launcher, options=slurm, tasks=options.tasks,
+                      check_point=check_point, check_here=check_point_here)
+        if not options.wait:
+            print(f"rows go to {folder}/results.shard-*.jsonl as points finish; then: python train.py plot {folder}")
+            return
+        wait(jobs)
     finish(sweep.name, folder, sweep.metric, compare_to=sweep.compare_to)
+
+
+def _check_launch_options(options: argparse.Namespace, slurm: dict[str, str]) -> None:
+    given = [flag for flag, on in (("--tasks", options.tasks is not None), ("--wait", options.wait),
+                                   ("--slurm.*", bool(slurm))) if on]
+    if options.launcher is None and given:
+        raise ValueError(f"{' and '.join(given)} go with --launcher slurm (or local)")
+    if options.launcher is not None and options.shard:
+        raise ValueError("--launcher makes the shards itself, one per task: give --tasks N instead of --shard")
 
 
 def _key_value(item: str) -> tuple[str, Any]:
