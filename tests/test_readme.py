@@ -12,6 +12,7 @@ import re
 import shlex
 import statistics
 
+import pytest
 import torch
 import yaml
 from jsonargparse import ArgumentParser
@@ -374,3 +375,20 @@ def test_readme_conditional_example_runs_per_task_and_per_sample():
     tasks = torch.tensor([0, 3] * 16)
     per_sample = model(x, task=tasks)
     torch.testing.assert_close(per_sample[1::2], model(x[1::2], task=3), rtol=1e-5, atol=1e-6)
+
+
+def table_cells(text: str, key_columns: int) -> dict[tuple[str, ...], dict[str, str]]:
+    """A markdown table's rows as {key cells: {header: cell}}, the key being the first columns."""
+    header, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    return {tuple(row[:key_columns]): dict(zip(header, row)) for row in rows}
+
+
+@pytest.mark.parametrize("name, key_columns", [("continual", 1), ("lora tasks", 2)])
+def test_readme_conditional_results_are_cells_of_the_tested_docs_tables(name, key_columns):
+    # docs/conditional.md's tables are checked against the committed rows (test_continual.py,
+    # test_lora_tasks.py); every cell the README shows must be the same row's cell there
+    summary = table_cells(section(name.split()[0] + " summary"), key_columns)
+    full = table_cells(section(name, doc("conditional")), key_columns)
+    assert len(summary) >= 3
+    for key, cells in summary.items():
+        assert cells == {header: full[key][header] for header in cells}, key
