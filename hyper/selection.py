@@ -34,6 +34,10 @@ Selector = Union[str, type[nn.Module], Predicate]
 Selectors = Union[str, Sequence[str], type[nn.Module], Predicate, Sequence[Selector]]
 Gain = Union[float, str, Callable[[str], float]]
 
+# The attribute by which a module declares the weights ``wrap`` generates when given no include:
+# selectors as ``include`` takes them (the shipped families: WideResNet's block convs, ...).
+DEFAULT_INCLUDE = "default_include"
+
 # (full parameter name, the parameter, the module that owns it)
 Candidate = tuple[str, nn.Parameter, nn.Module]
 
@@ -51,6 +55,8 @@ def select_layers(
     """The generated layers of ``module``, in the module's own order (see ``hyper.wrap``)."""
     _refuse_lazy(module)
     candidates = list(_candidates(module))
+    if include is None:  # a module may say which of its weights a hypernetwork generates
+        include = getattr(module, DEFAULT_INCLUDE, None)
     if include is None:
         chosen = _by_default(candidates, module)
     else:

@@ -30,7 +30,8 @@ class Wrapped(GeneratedNetwork):
             ``Templates(...)``.
         include: the weights to generate: module types, globs over parameter names (e.g.
             ``"layer*.conv?.weight"``) or predicates ``(name, parameter) -> bool``; default:
-            every ``weight`` of ``nn.Conv1d/2d/3d`` and ``nn.Linear``.
+            what ``target.default_include`` declares where it has one (the shipped families),
+            else every ``weight`` of ``nn.Conv1d/2d/3d`` and ``nn.Linear`` (docs/design.md).
         exclude: weights to leave as direct parameters, in the same forms.
         structure: how a name gives stage, block and role: by default the last integer index is
             the block (``layer2.1.conv1.weight``: stage ``layer2``, block 1, role

@@ -40,6 +40,10 @@ from torch import Tensor, nn
 
 from models.lstm_scan import Norms, lstm_layer_scan
 
+# The weights a hypernetwork generates in an LN-LSTM: every layer's input and recurrent matrices
+# (raw parameters of its layers, so gain 1: the variance of the orthogonal initialisation they replace).
+LSTM_MATRICES = ("layers.*.weight_x", "layers.*.weight_h")
+
 State = tuple[Tensor, ...]
 Device = torch.device | str | None
 NUM_GATES = 4  # i, f, g, o
@@ -209,6 +213,8 @@ class LNLSTM(RecurrentStack):
         forget_bias: constant added to the forget gate.
         recurrent_dropout: probability of dropping each unit of tanh(g_t) in training.
     """
+
+    default_include = LSTM_MATRICES  # what hyper.wrap generates when given no include
 
     def __init__(
         self,

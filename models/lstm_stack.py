@@ -14,18 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from hyper import Hyper, Plain, SourceSpec, Wrapped, source_from_name
-from models.lstm import LNLSTM
+from hyper import Plain, SourceSpec, Wrapped, source_from_name
+from models.family import family_source
+from models.lstm import LSTM_MATRICES, LNLSTM
 
-# The generated weights: every layer's input and recurrent matrices (raw parameters of the
-# LN-LSTM's layers, so gain 1: the variance of the orthogonal initialisation they replace).
-LSTM_MATRICES = ("layers.*.weight_x", "layers.*.weight_h")
 
 
 class LSTMStack(Wrapped):
     """A multi-layer LN-LSTM with generated weight matrices; the common recurrent interface.
 
-    ``hyper.wrap(LNLSTM(...), source, include=LSTM_MATRICES)`` as a class: called as
+    ``hyper.wrap(LNLSTM(...), source)`` as a class (the matrices LNLSTM declares,
+    ``LSTM_MATRICES``): called as
     ``output, state = stack(x, state)``, with the LN-LSTM's ``init_state``, ``input_size``,
     ``hidden_size`` and ``num_layers``; the matrices are generated once per call (once per
     TBPTT segment, not per time step: the hypernetwork is static).
@@ -52,7 +51,7 @@ class LSTMStack(Wrapped):
         target = LNLSTM(
             input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, recurrent_dropout=recurrent_dropout
         )
-        super().__init__(target=target, source=spec, include=LSTM_MATRICES)
+        super().__init__(target=target, source=spec)  # the matrices LNLSTM declares: LSTM_MATRICES
         self.config: dict[str, Any] = dict(
             input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec,
             recurrent_dropout=recurrent_dropout,
@@ -60,16 +59,16 @@ class LSTMStack(Wrapped):
 
 
 class StaticHyperLSTM(LSTMStack):
-    """An LN-LSTM stack whose matrices the paper's static hypernetwork generates.
+    """An LN-LSTM stack whose matrices the paper's static hypernetwork generates: ``LSTMStack``
+    with ``Hyper`` as its default source.
 
     Args:
-        input_size: features of x_t (a multiple of ``tile_channels``).
-        hidden_size: units per layer (a multiple of ``tile_channels``).
+        input_size: features of x_t (a multiple of the source's tile).
+        hidden_size: units per layer (a multiple of the source's tile).
         num_layers: stacked layers.
-        embedding_dim: N_z, size of each tile's embedding.
-        hidden_dim: d, the generator's hidden size.
-        tile_channels: rows and columns of one generated tile.
-        tying_groups: groups of layers sharing embeddings: 1 fully tied, None untied.
+        source: the weight source; default ``Hyper()``.
+        embedding_dim, hidden_dim, tile_channels, tying_groups: ``Hyper``'s knobs by name, instead
+            of ``source`` (older configs and checkpoints); unset ones take ``Hyper``'s defaults.
         recurrent_dropout: probability of dropping each unit of tanh(g_t) in training.
     """
 
@@ -79,15 +78,15 @@ class StaticHyperLSTM(LSTMStack):
         input_size: int,
         hidden_size: int,
         num_layers: int = 2,
-        embedding_dim: int = 16,
-        hidden_dim: int = 64,
-        tile_channels: int = 16,
+        source: SourceSpec | None = None,
+        embedding_dim: int | None = None,
+        hidden_dim: int | None = None,
+        tile_channels: int | None = None,
         tying_groups: int | None = None,
         recurrent_dropout: float = 0.0,
     ) -> None:
-        spec = Hyper(
-            embedding_dim=embedding_dim, hidden_dim=hidden_dim,
-            tile_channels=tile_channels, tying_groups=tying_groups,
+        spec = family_source(
+            source, embedding_dim=embedding_dim, hidden_dim=hidden_dim, tile_channels=tile_channels, tying_groups=tying_groups
         )
         super().__init__(
             input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, source=spec,

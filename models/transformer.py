@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from hyper import Hyper, Wrapped
+from hyper import SourceSpec, Wrapped
+from models.family import family_source
 
 State = tuple[Tensor, ...]
 # The weights the hypernetwork generates in HyperCharTransformer: every block's four matrices.
@@ -96,6 +97,8 @@ class CharTransformer(nn.Module):
             this are refused.
         dropout: dropout on attention weights, the residual branches and the embeddings.
     """
+
+    default_include = BLOCK_MATRICES  # what hyper.wrap generates when given no include
 
     def __init__(
         self,
@@ -166,21 +169,22 @@ def _check_arguments(vocab_size: int, num_layers: int, num_heads: int, embed_dim
 
 
 class HyperCharTransformer(Wrapped):
-    """A ``CharTransformer`` whose blocks' matrices (qkv, proj, fc1, fc2) the paper's hypernetwork
-    generates: ``hyper.wrap(CharTransformer(...), Hyper(...), include="blocks.*")`` as a class, so
-    that a config (and the vocabulary size read off the data) can name it.
+    """A ``CharTransformer`` whose blocks' matrices (qkv, proj, fc1, fc2) come from a weight
+    source: ``hyper.wrap(CharTransformer(...), source)`` as a class (the matrices are those
+    ``CharTransformer`` declares), so that a config (and the vocabulary size read off the data)
+    can name it.
 
     Args:
         vocab_size: number of distinct characters.
         num_layers: transformer blocks.
         num_heads: attention heads per block.
-        embed_dim: model width C (a multiple of ``tile_channels``).
+        embed_dim: model width C (a multiple of the source's tile).
         context: most positions one call attends over.
         dropout: dropout on attention, residual branches and embeddings.
-        embedding_dim: N_z, size of each 16×16 tile's layer embedding.
-        hidden_dim: d, the generator's hidden size.
-        tile_channels: rows and columns of one generated tile.
-        tying_groups: contiguous groups of blocks sharing embeddings: 1 fully tied, None untied.
+        source: the weight source (``Hyper(embedding_dim=16)``, ``LowRank(rank=4)``, ...);
+            default ``Hyper()``.
+        embedding_dim, hidden_dim, tile_channels, tying_groups: ``Hyper``'s knobs by name, instead
+            of ``source`` (older configs and checkpoints); unset ones take ``Hyper``'s defaults.
     """
 
     def __init__(
@@ -192,14 +196,17 @@ class HyperCharTransformer(Wrapped):
         embed_dim: int = 384,
         context: int = 256,
         dropout: float = 0.0,
-        embedding_dim: int = 16,
-        hidden_dim: int = 64,
-        tile_channels: int = 16,
+        source: SourceSpec | None = None,
+        embedding_dim: int | None = None,
+        hidden_dim: int | None = None,
+        tile_channels: int | None = None,
         tying_groups: int | None = None,
     ) -> None:
         target = CharTransformer(
             vocab_size=vocab_size, num_layers=num_layers, num_heads=num_heads,
             embed_dim=embed_dim, context=context, dropout=dropout,
         )
-        spec = Hyper(embedding_dim=embedding_dim, hidden_dim=hidden_dim, tile_channels=tile_channels, tying_groups=tying_groups)
-        super().__init__(target=target, source=spec, include=BLOCK_MATRICES)
+        spec = family_source(
+            source, embedding_dim=embedding_dim, hidden_dim=hidden_dim, tile_channels=tile_channels, tying_groups=tying_groups
+        )
+        super().__init__(target=target, source=spec)

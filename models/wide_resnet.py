@@ -7,8 +7,9 @@ classifier. The 3×3 convs of the blocks are the generated layers (as in Ha et a
 shortcuts, norms and classifier are ordinary parameters.
 
 ``WideResNet`` is the plain network, an ordinary module (what ``materialize`` returns);
-``HyperResNet`` is ``hyper.wrap`` of it with the paper's hypernetwork on ``BLOCK_CONVS``, and
-``wide_resnet(source=...)`` puts any other weight source on the same convs.
+it declares ``BLOCK_CONVS`` as the weights a hypernetwork generates (``default_include``), so
+``hyper.wrap(WideResNet(...), source)`` generates them; ``HyperResNet`` is that wrap as a class
+(the paper's hypernetwork by default), and ``wide_resnet(source=...)`` the same as a function.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyper import Hyper, SourceSpec, Wrapped, source_from_name, wrap
+from hyper import SourceSpec, Wrapped, source_from_name, wrap
 from hyper.init import kaiming_std
+from models.family import family_source
 
 STAGE_CHANNELS = (16, 32, 64)
 STEM_CHANNELS = 16
@@ -74,6 +76,8 @@ class WideResNet(nn.Module):
         in_channels: channels of the input images.
         dropout: dropout between the two convs of each block.
     """
+
+    default_include = BLOCK_CONVS  # what hyper.wrap generates when given no include
 
     def __init__(
         self,
@@ -136,14 +140,15 @@ def wide_resnet(*, source: SourceSpec | str | None = None, **arguments: Any) -> 
     if source is None:
         return network
     spec = source_from_name(source) if isinstance(source, str) else source
-    return wrap(network, spec, include=BLOCK_CONVS)
+    return wrap(network, spec)  # the block convs: WideResNet.default_include
 
 
 class HyperResNet(Wrapped):
-    """WRN-depth-width with the paper's hypernetwork generating every block conv.
+    """A Wide ResNet whose block convs come from a weight source: the paper's hypernetwork by default.
 
-    ``hyper.wrap(WideResNet(...), Hyper(...), include=BLOCK_CONVS)`` as a class, so configs and
-    checkpoints can name it; ``hyper.materialize`` gives back a plain ``WideResNet``.
+    ``hyper.wrap(WideResNet(...), source)`` as a class, so configs and checkpoints can name it;
+    ``hyper.materialize`` gives back a plain ``WideResNet``. The convs generated are those
+    ``WideResNet`` declares (``BLOCK_CONVS``).
 
     Args:
         depth: total depth d, of the form 6n + 4 (n blocks per stage).
@@ -151,10 +156,10 @@ class HyperResNet(Wrapped):
         num_classes: classifier outputs.
         in_channels: channels of the input images.
         dropout: dropout between the two convs of each block.
-        embedding_dim: N_z, size of each tile's layer embedding (64 in the paper).
-        hidden_dim: d, the generator's hidden size (64 in the paper).
-        tile_channels: in/out channels of a generated tile (16 in the paper).
-        tying_groups: groups of blocks per stage sharing embeddings: 1 fully tied, None untied.
+        source: the weight source (``Hyper(embedding_dim=16)``, ``LowRank(rank=2)``, ...);
+            default ``Hyper()``, the paper's (N_z = d = 64, 16-channel tiles, untied).
+        embedding_dim, hidden_dim, tile_channels, tying_groups: ``Hyper``'s knobs by name, instead
+            of ``source`` (older configs and checkpoints); unset ones take ``Hyper``'s defaults.
     """
 
     def __init__(
@@ -165,21 +170,19 @@ class HyperResNet(Wrapped):
         num_classes: int = 10,
         in_channels: int = 3,
         dropout: float = 0.0,
-        embedding_dim: int = 64,
-        hidden_dim: int = 64,
-        tile_channels: int = 16,
+        source: SourceSpec | None = None,
+        embedding_dim: int | None = None,
+        hidden_dim: int | None = None,
+        tile_channels: int | None = None,
         tying_groups: int | None = None,
     ) -> None:
-        spec = Hyper(
-            embedding_dim=embedding_dim,
-            hidden_dim=hidden_dim,
-            tile_channels=tile_channels,
-            tying_groups=tying_groups,
+        spec = family_source(
+            source, embedding_dim=embedding_dim, hidden_dim=hidden_dim, tile_channels=tile_channels, tying_groups=tying_groups
         )
         target = WideResNet(
             depth=depth, width=width, num_classes=num_classes, in_channels=in_channels, dropout=dropout
         )
-        super().__init__(target=target, source=spec, include=BLOCK_CONVS)
+        super().__init__(target=target, source=spec)
 
 
 def _check_arguments(depth: int, width: float, num_classes: int, in_channels: int, dropout: float) -> None:

@@ -8,7 +8,7 @@ A sweep file (YAML)::
     overrides: {trainer.max_epochs: 10}          # applied to every point
     methods:
       - name: hyper                              # a line on the plot
-        vary: {model.init_args.network.init_args.embedding_dim: [4, 8, 16]}
+        vary: {model.init_args.network.init_args.source.init_args.embedding_dim: [4, 8, 16]}
       - name: lowrank                            # swaps the whole network
         set: {model.init_args.network: {class_path: models.WideResNet,
               init_args: {depth: 16, source: {class_path: hyper.LowRank}}}}
