@@ -3,18 +3,29 @@ hypernetwork's embeddings and generator, low-rank factors, DCT coefficients...) 
 weights it generates reproduce the trained kernels (weight-space regression), and take the
 layers it does not generate (stem, norms, classifier) from the trained network as they are.
 
-The regression minimises the relative reconstruction error Σ‖Ŵ − W‖² / Σ‖W‖² over the
-generated layers with Adam; a short fine-tune on the task (optionally with the trained network
-as teacher) follows in ``hyper.training.compression``.
+The regression minimises a relative reconstruction error with Adam, at a constant learning
+rate or annealed over its steps (``cosine``):
+
+- ``total``: Σ‖Ŵ − W‖² / Σ‖W‖² over the generated layers (the widest layers dominate);
+- ``per_layer``: the mean over layers of ‖Ŵ − W‖² / ‖W‖², every layer counted alike however
+  many weights it has (a 16-channel layer is as much of the function as a 64-channel one).
+
+A fine-tune on the task (optionally distilled from the trained network) follows in
+``hyper.training.compression``.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from hyper.materialize import materialize
 from hyper.network import GeneratedNetwork
+
+Error = Literal["total", "per_layer"]
+ERRORS = ("total", "per_layer")
 
 
 def trained_kernels(trained: nn.Module, student: GeneratedNetwork) -> dict[str, Tensor]:
@@ -29,27 +40,49 @@ def trained_kernels(trained: nn.Module, student: GeneratedNetwork) -> dict[str, 
     return {layer.name: plain[layer.name].detach() for layer in student.layers}
 
 
-def reconstruction_error(student: GeneratedNetwork, kernels: dict[str, Tensor]) -> Tensor:
-    """Σ‖Ŵ − W‖² / Σ‖W‖² over the generated layers (a tied weight against each layer it serves)."""
+def reconstruction_error(student: GeneratedNetwork, kernels: dict[str, Tensor], *, error: Error = "total") -> Tensor:
+    """The relative error of the generated weights against ``kernels`` (a tied weight against each
+    layer it serves): ``total`` Σ‖Ŵ − W‖² / Σ‖W‖², ``per_layer`` mean of ‖Ŵ − W‖² / ‖W‖²."""
+    check_error(error)
     generated = student.generated_weights()
-    error = sum((generated[name] - kernel).square().sum() for name, kernel in kernels.items())
-    return error / sum(kernel.square().sum() for kernel in kernels.values())
+    misses = {name: (generated[name] - kernel).square().sum() for name, kernel in kernels.items()}
+    norms = {name: kernel.square().sum() for name, kernel in kernels.items()}
+    if error == "per_layer":
+        return sum(misses[name] / norms[name] for name in kernels) / len(kernels)
+    return sum(misses.values()) / sum(norms.values())
 
 
-def fit_source(student: GeneratedNetwork, kernels: dict[str, Tensor], *, steps: int, lr: float = 0.01) -> list[float]:
-    """Regress the student's weight source onto ``kernels`` for ``steps`` Adam steps; the
-    relative reconstruction error before and after every step (``steps + 1`` values)."""
+def fit_source(
+    student: GeneratedNetwork,
+    kernels: dict[str, Tensor],
+    *,
+    steps: int,
+    lr: float = 0.01,
+    error: Error = "total",
+    cosine: bool = False,
+) -> list[float]:
+    """Regress the student's weight source onto ``kernels`` for ``steps`` Adam steps (the learning
+    rate annealed to 0 along a cosine with ``cosine``); the reconstruction error (``error``)
+    before and after every step (``steps + 1`` values)."""
     optimizer = torch.optim.Adam(student.source.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1)) if cosine else None
     errors = []
     for _ in range(steps):
-        loss = reconstruction_error(student, kernels)
+        loss = reconstruction_error(student, kernels, error=error)
         errors.append(loss.item())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
     with torch.no_grad():
-        errors.append(reconstruction_error(student, kernels).item())
+        errors.append(reconstruction_error(student, kernels, error=error).item())
     return errors
+
+
+def check_error(error: str) -> None:
+    if error not in ERRORS:
+        raise ValueError(f"fit_error must be one of {', '.join(ERRORS)}, got {error!r}")
 
 
 @torch.no_grad()
@@ -65,9 +98,18 @@ def copy_shared_state(student: GeneratedNetwork, trained: nn.Module) -> list[str
     return copied
 
 
-def compress_into(student: GeneratedNetwork, trained: nn.Module, *, steps: int, lr: float = 0.01) -> list[float]:
+def compress_into(
+    student: GeneratedNetwork,
+    trained: nn.Module,
+    *,
+    steps: int,
+    lr: float = 0.01,
+    error: Error = "total",
+    cosine: bool = False,
+) -> list[float]:
     """Make ``student`` reproduce ``trained``: shared layers copied, the source fitted to the
-    trained kernels. Returns the reconstruction errors of the fit."""
+    trained kernels (``fit_source``). Returns the reconstruction errors of the fit."""
+    check_error(error)
     kernels = trained_kernels(trained, student)
     copy_shared_state(student, trained)
-    return fit_source(student, kernels, steps=steps, lr=lr)
+    return fit_source(student, kernels, steps=steps, lr=lr, error=error, cosine=cosine)

@@ -7,9 +7,11 @@ routes to a smaller network, each a callback.
 - ``CompressInto``: the trained network compressed into another one, ``network``: a
   hypernetwork (or any generated network) fitted to the trained kernels by weight-space
   regression, or a smaller plain network; trained on the labels or, with ``distill``, taught
-  by the trained network (student–teacher). With ``at_epoch: null`` the configured network is
-  never trained and ``network`` trains from the start: a small network trained directly, on
-  the same axes.
+  by the trained network (student–teacher), and with ``feature_weight`` also pulled towards its
+  block outputs (feature-map distillation, ``features.py``). Reconstruction, then
+  distillation, as two phases (NeRN, Ashkenazi et al. 2023; arXiv 2407.00356). With
+  ``at_epoch: null`` the configured network is never trained and ``network`` trains from the
+  start: a small network trained directly, on the same axes.
 
 Each phase runs the module's learning-rate schedule over its own steps (the trained network
 is annealed before it is compressed). The tested and reported network is the one that comes
@@ -20,14 +22,17 @@ the config does not build: test them in the same run (``run`` does).
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from hyper.compression.channels import check_threshold, dead_units, group_lasso, remove_units, unit_groups
 from hyper.compression.factorize import factorize
-from hyper.compression.fit import compress_into
+from hyper.compression.fit import Error, check_error, compress_into
 from hyper.network import GeneratedNetwork
+from hyper.training.compression.features import FeatureMatching, block_names, check_modules
 from hyper.training.compression.phases import check_count, check_epoch, replace_network, restart_schedule, steps_per_epoch
 
 
@@ -143,6 +148,10 @@ class ChannelDropping(_Recompress):
 class CompressInto(_Recompress):
     """Train the configured network, then compress it into ``network`` and fine-tune.
 
+    Two phases after ``at_epoch``: reconstruction (``fit_*``: the source regressed onto the
+    trained kernels in weight space, no data), then distillation (the remaining epochs: soft
+    targets with ``distill``, block outputs with ``feature_weight``).
+
     Args:
         network: what the trained network becomes: a generated network (``models.HyperResNet``,
             any source) or a smaller plain one.
@@ -152,7 +161,15 @@ class CompressInto(_Recompress):
             the trained kernels (a generated ``network`` of the same target); 0: it starts
             from its own initialisation.
         fit_lr: the regression's learning rate.
+        fit_error: what the regression minimises: ``total`` Σ‖Ŵ − W‖² / Σ‖W‖², or
+            ``per_layer``, the mean of each layer's ‖Ŵ − W‖² / ‖W‖² (``hyper.compression.fit``).
+        fit_schedule: the regression's learning rate: ``constant``, or ``cosine`` (annealed to 0).
         distill: fine-tune against the trained network's soft targets (student–teacher).
+        feature_weight: λ of feature-map distillation: the mean normalised squared error between
+            ``network``'s and the trained network's ``feature_modules`` outputs, added to the
+            fine-tuning loss; 0: none.
+        feature_modules: the modules matched (names in the target); None: the blocks of the
+            generated layers (``stages.1.0`` for ``stages.1.0.conv1.weight``).
     """
 
     def __init__(
@@ -162,9 +179,14 @@ class CompressInto(_Recompress):
         at_epoch: int | None = None,
         fit_steps: int = 0,
         fit_lr: float = 0.01,
+        fit_error: Error = "total",
+        fit_schedule: Literal["constant", "cosine"] = "constant",
         distill: bool = False,
+        feature_weight: float = 0.0,
+        feature_modules: list[str] | None = None,
     ) -> None:
         check_count("fit_steps", fit_steps)
+        _check_fit(fit_lr, fit_error, fit_schedule)
         if fit_steps and not (isinstance(network, GeneratedNetwork) and next(network.source.parameters(), None) is not None):
             raise ValueError(
                 "fit_steps fits a weight source: network must be a generated network whose source has "
@@ -172,17 +194,33 @@ class CompressInto(_Recompress):
             )
         if fit_steps and at_epoch is None:
             raise ValueError("fit_steps fits the trained kernels: set at_epoch")
+        _check_features(feature_weight, at_epoch)
         super().__init__(at_epoch=at_epoch, distill=distill)
         self.network = network
         self.fit_steps = fit_steps
         self.fit_lr = fit_lr
+        self.fit_error = fit_error
+        self.fit_cosine = fit_schedule == "cosine"
+        self.feature_weight = feature_weight
+        self.feature_modules = None if feature_modules is None else list(feature_modules)
+        if feature_weight:  # a bad name stops the run before the first epoch
+            check_modules(network, self._feature_names(), "student")
         self.fit_errors: list[float] = []
+        self.features: FeatureMatching | None = None
 
     def compress(self, trained: nn.Module) -> nn.Module:
         student = self.network.to(next(trained.parameters()).device)
         if self.fit_steps:
-            self.fit_errors = compress_into(student, trained, steps=self.fit_steps, lr=self.fit_lr)
+            self.fit_errors = compress_into(
+                student, trained, steps=self.fit_steps, lr=self.fit_lr, error=self.fit_error, cosine=self.fit_cosine
+            )
+        if self.feature_weight:
+            names = self._feature_names()
+            self.features = FeatureMatching(student=student, teacher=trained.eval(), names=names, weight=self.feature_weight)
         return student
+
+    def _feature_names(self) -> list[str]:
+        return self.feature_modules if self.feature_modules is not None else block_names(self.network)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)
@@ -190,3 +228,34 @@ class CompressInto(_Recompress):
             errors = {"fit_error_start": self.fit_errors[0], "fit_error_end": self.fit_errors[-1]}
             for logger in trainer.loggers:
                 logger.log_metrics(errors, step=trainer.global_step)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.features is not None:
+            self.features.teacher_features(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = None if self.features is None else self.features.loss()
+        if loss is not None:
+            pl_module.log("train_feature_loss", loss, on_step=False, on_epoch=True)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.features is not None:
+            self.features.remove()
+            self.features = None
+
+
+def _check_fit(lr: float, error: str, schedule: str) -> None:
+    if not lr > 0:
+        raise ValueError(f"fit_lr must be positive, got {lr!r}")
+    check_error(error)
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"fit_schedule must be constant or cosine, got {schedule!r}")
+
+
+def _check_features(weight: float, at_epoch: int | None) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+        raise ValueError(f"feature_weight must be a non-negative number, got {weight!r}")
+    if weight and at_epoch is None:
+        raise ValueError("feature_weight matches a trained network's features: set at_epoch")
