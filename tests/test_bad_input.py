@@ -104,6 +104,7 @@ CASES = [
     # values in a config or on the command line
     ("embedding_dim 0", ["fit", "-c", "{config}", "--model.network.embedding_dim", "0"], ["embedding_dim must be a positive integer"]),
     ("depth 11", ["fit", "-c", "{config}", "--model.network.depth", "11"], ["depth must be of the form 6n + 4"]),
+    ("source beside knobs", ["fit", "-c", "{config}", "--model.network.source", "hyper.LowRank"], ["embedding_dim", "a knob of the source, set it inside source="]),
     ("in_channels", ["fit", "-c", "{config}", "--model.network.in_channels", "1"], ["in_channels"]),
     ("num_classes", ["fit", "-c", "{config}", "--model.network.num_classes", "3"], ["num_classes"]),
     ("max_epochs x", ["fit", "-c", "{config}", "--trainer.max_epochs", "x"], ["trainer.max_epochs"]),

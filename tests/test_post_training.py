@@ -204,3 +204,37 @@ def test_the_committed_rows_are_whole():
     rows = read_rows(RESULTS / "digits_post_training.jsonl")
     assert all(r["status"] == "finished" for r in rows)
     assert min(entry.seeds for entry in summarize(rows, "test_acc")) >= 3
+
+
+def test_a_hugging_face_model_goes_into_a_hypernetwork_and_stays_a_model_of_its_own_class(tmp_path):
+    # GPT-2 built from its config: reconstruction, feature-matched distillation on its blocks
+    # (they return tuples), then its own generate, save_pretrained and from_pretrained
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(vocab_size=40, n_embd=32, n_layer=2, n_head=2, n_positions=32)
+    torch.manual_seed(0)
+    trained = transformers.GPT2LMHeadModel(config).eval()
+    student = wrap(transformers.GPT2LMHeadModel(config), Hyper(embedding_dim=8, hidden_dim=16))
+    errors = compress_into(student, trained, steps=60, lr=0.02, error="per_layer", cosine=True)
+    assert errors[-1] < errors[0]
+
+    features = FeatureMatching(student=student, teacher=trained, names=["transformer.h.0", "transformer.h.1"], weight=0.1)
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    tokens = torch.randint(0, 40, (4, 16))
+    for _ in range(3):
+        features.teacher_features(tokens)
+        student.train()
+        loss = F.kl_div(student(tokens).logits.log_softmax(-1), trained(tokens).logits.softmax(-1), reduction="batchmean")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert features.loss() is not None and features.loss() > 0
+    features.remove()
+
+    student.eval()
+    prompt = tokens[:1, :4]
+    generated = student.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert generated.shape == (1, 9)
+    expected = student(tokens).logits
+    student.save_pretrained(tmp_path)
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(reloaded(tokens).logits, expected, rtol=1e-5, atol=1e-6)
