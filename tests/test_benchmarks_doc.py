@@ -1,5 +1,6 @@
 """docs/benchmarks.md is what the committed benchmark output says: every table rebuilt from
-benchmarks/results/benchmarks_2026-11-21.txt, every figure in its prose recomputed from it."""
+benchmarks/results/benchmarks_2026-11-21.txt (and the runs since live weights from the later
+files), every figure in its prose recomputed from them."""
 
 import re
 import statistics
@@ -8,8 +9,10 @@ from collections import Counter
 from doc_text import RESULTS, ROOT, doc, markdown_table, prose, section, stated
 
 BENCHMARKS = RESULTS / "benchmarks_2026-11-21.txt"
+# after the weights were bound live on the target (hyper/binding.py): the runs since, by date
+LIVE = [RESULTS / "benchmarks_2026-12-03.txt", RESULTS / "benchmarks_2026-12-04.txt"]
 STEP_HEADER = re.compile(
-    r"^(?P<model>\w+): batch (?P<batch>\d+), (?P<input>\S+), (?P<threads>\d+) thread\(s\), "
+    r"^(?P<model>\w+): batch (?P<batch>\d+), (?P<input>[^,]+), (?P<threads>\d+) thread\(s\), "
     r"(?P<rounds>\d+) rounds after \d+ warm-up, glibc malloc (?P<allocator>\w+)",
     re.M,
 )
@@ -40,10 +43,10 @@ def benchmark_blocks() -> list[tuple[str, str]]:
     return [tuple(block.split("\n", 1)) for block in blocks]
 
 
-def step_time_runs() -> list[dict]:
+def step_time_runs(blocks: list[tuple[str, str]] | None = None) -> list[dict]:
     """benchmarks/step_time.py's runs, in the file's order, each labelled ``model #n``."""
     runs, seen = [], {}
-    for command, output in benchmark_blocks():
+    for command, output in benchmark_blocks() if blocks is None else blocks:
         if not command.startswith("python benchmarks/step_time.py"):
             continue
         training, inference = output.split("\ninference (eval, one batch)", 1)
@@ -58,6 +61,27 @@ def step_time_runs() -> list[dict]:
         run["inference_ratio"] = RATIO.search(inference).groupdict()
         runs.append(run)
     return runs
+
+
+def live_runs() -> list[dict]:
+    """The step_time.py runs since the weights are bound live on the target: the later files'
+    ``## command  (run n)`` blocks, each run with its file's date."""
+    runs = []
+    for path in LIVE:
+        blocks = [tuple(b.split("\n", 1)) for b in path.read_text().split("\n## ")[1:]]
+        blocks = [(re.sub(r"\s+\(run \d+\)$", "", command), output) for command, output in blocks]
+        runs += [{**run, "date": path.stem.split("_", 1)[1]} for run in step_time_runs(blocks)]
+    return runs
+
+
+def live_table() -> str:
+    rows = [
+        [r["date"], r["label"], f"{r['step']['hyper step']:.1f}", f"{r['step']['plain step']:.1f}",
+         interval(r["step_ratio"]), verdict(r["step_ratio"]), r["phases"]["backward"]["difference"]]
+        for r in live_runs()
+    ]
+    header = ["date", "run", "hyper step (ms)", "plain step (ms)", "hyper ÷ plain (90% interval)", "target", "backward, hyper − plain (ms)"]
+    return markdown_table(header, ["---", "---", "---:", "---:", "---", "---", "---:"], rows)
 
 
 def lstm_runs() -> list[dict]:
@@ -124,7 +148,7 @@ def step_time_table(name: str) -> str:
 
 def benchmark_tables() -> dict[str, str]:
     """The tables docs/benchmarks.md shows, made from the committed output."""
-    return {**{name: step_time_table(name) for name in STEP_TABLES}, "lstm-step-time": lstm_table()}
+    return {**{name: step_time_table(name) for name in STEP_TABLES}, "lstm-step-time": lstm_table(), "step-time-live": live_table()}
 
 
 def lstm_table() -> str:
@@ -235,3 +259,20 @@ def test_benchmarks_recurrent_figures_are_the_committed_output():
         str(low), str(high), str(round(fused)))
     low, *_, high = sorted(ms(r, "HyperLSTM") / ms(r, "LN-LSTM 365 (params)") for r in runs if r["allocator"] == "default")
     assert stated(r"HyperLSTM's step costs ([\d.]+)–([\d.]+)× that of an LN-LSTM of its size", text) == (f"{low:.2f}", f"{high:.2f}")
+
+
+def test_benchmarks_live_weights_figures_are_the_committed_output():
+    text, live, before = doc("benchmarks"), live_runs(), step_time_runs()
+    assert "No run misses its step target" in prose(text)
+    assert all(r["step_ratio"]["verdict"] != "NOT met" for r in live)
+    wide_now = [r["phases"]["backward"]["difference"] for r in live if r["model"] == "wrn28_10"]
+    wide_then = [r["phases"]["backward"]["difference"].lstrip("+") for r in before if r["model"] == "wrn28_10" and r["allocator"] == "default"]
+    assert stated(r"hyper − plain (\S+) and (\S+) ms, against \+(\S+) and \+(\S+) ms on 2026-11-21", text) == (*wide_now, *wide_then)
+
+    def slower(date: str) -> int:  # how many times as slow as 2026-11-21, on the models both ran
+        ratios = [r["step"]["plain step"] / statistics.mean(b["step"]["plain step"] for b in before if b["model"] == r["model"])
+                  for r in live if r["date"] == date and any(b["model"] == r["model"] for b in before)]
+        return round(statistics.mean(ratios))
+
+    assert stated(r"Those machines ran about (\w+) and (\w+) times as slow", text) == ("two", "three")
+    assert (slower("2026-12-03"), slower("2026-12-04")) == (2, 3)
