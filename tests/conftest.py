@@ -1,7 +1,14 @@
 """Shared fixtures."""
 
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of pytest-xdist's workers (pyproject's -n 2)
+    # The workers share the machine's cores: a second intra-op thread each would oversubscribe
+    # them, slowing every test. Subprocesses the tests start set their own threads.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

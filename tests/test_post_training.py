@@ -195,15 +195,25 @@ def _steps(rows: list[dict], entry) -> int:  # noqa: ANN001
     return steps
 
 
-def test_the_docs_table_is_the_committed_rows():
-    rows = read_rows(RESULTS / "digits_post_training.jsonl")
-    assert section("post-training", doc("compression")) == post_training_section(rows)
+# docs/compression.md's section -> (the committed rows, the seeds each point has at least)
+COMPARISONS = {
+    "post-training": ("digits_post_training.jsonl", 3),
+    "post-training-cifar": ("cifar10_post_training.jsonl", 2),
+}
 
 
-def test_the_committed_rows_are_whole():
-    rows = read_rows(RESULTS / "digits_post_training.jsonl")
+@pytest.mark.parametrize("name", COMPARISONS)
+def test_the_docs_table_is_the_committed_rows(name):
+    rows = read_rows(RESULTS / COMPARISONS[name][0])
+    assert section(name, doc("compression")) == post_training_section(rows)
+
+
+@pytest.mark.parametrize("name", COMPARISONS)
+def test_the_committed_rows_are_whole(name):
+    results, seeds = COMPARISONS[name]
+    rows = read_rows(RESULTS / results)
     assert all(r["status"] == "finished" for r in rows)
-    assert min(entry.seeds for entry in summarize(rows, "test_acc")) >= 3
+    assert min(entry.seeds for entry in summarize(rows, "test_acc")) >= seeds
 
 
 def test_a_hugging_face_model_goes_into_a_hypernetwork_and_stays_a_model_of_its_own_class(tmp_path):
@@ -238,3 +248,19 @@ def test_a_hugging_face_model_goes_into_a_hypernetwork_and_stays_a_model_of_its_
     student.save_pretrained(tmp_path)
     reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(reloaded(tokens).logits, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_cifar_prose_is_the_committed_rows():
+    from doc_text import stated
+
+    rows = read_rows(RESULTS / "cifar10_post_training.jsonl")
+    cost = {e.method: e for e in summarize(rows, "test_acc")}
+    text = doc("compression")
+    assert stated(r"within 1 point of plain \(([\d.]+) ± ([\d.]+)% error\); `into hyper` is ([\d.]+) ± ([\d.]+)%, ([\d.]+) points behind", text) == (
+        f"{cost['plain'].cost:.2f}", f"{cost['plain'].cost_std:.2f}", f"{cost['into hyper'].cost:.2f}",
+        f"{cost['into hyper'].cost_std:.2f}", f"{cost['into hyper'].cost - cost['plain'].cost:.1f}")
+    assert all(e.cost > cost["plain"].cost + 1 for m, e in cost.items() if m != "plain")
+    assert stated(r"in 1,750 steps against ([\d.]+) ± ([\d.]+)% in 3,000", text) == (
+        f"{cost['hyper distilled'].cost:.2f}", f"{cost['hyper distilled'].cost_std:.2f}")
+    assert stated(r"trained alone \(([\d.]+) ± ([\d.]+)%\)", text) == (f"{cost['hyper'].cost:.2f}", f"{cost['hyper'].cost_std:.2f}")
+    assert stated(r"The 8 runs' fits add up to (\d+) CPU-minutes", text) == (f"{round(sum(r['fit_time_s'] for r in rows) / 60)}",)
