@@ -264,3 +264,25 @@ def test_the_cifar_prose_is_the_committed_rows():
         f"{cost['hyper distilled'].cost:.2f}", f"{cost['hyper distilled'].cost_std:.2f}")
     assert stated(r"trained alone \(([\d.]+) ± ([\d.]+)%\)", text) == (f"{cost['hyper'].cost:.2f}", f"{cost['hyper'].cost_std:.2f}")
     assert stated(r"The 8 runs' fits add up to (\d+) CPU-minutes", text) == (f"{round(sum(r['fit_time_s'] for r in rows) / 60)}",)
+
+
+def test_distilling_with_features_runs_the_teacher_once_a_batch(tmp_path):
+    # Feature matching needs the teacher's block outputs before the student's step; the soft
+    # targets of that same step reuse its logits (Teacher.ahead) instead of running it again.
+    torch.manual_seed(0)
+    data = TinyImages(size=256, batch_size=64)  # 4 batches an epoch
+    route = CompressInto(network=wrap(mlp(), Hyper(embedding_dim=8, hidden_dim=16)), at_epoch=0, distill=True,
+                         feature_weight=0.1, feature_modules=["3"])
+    calls = []
+
+    class Count(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:  # the teacher exists from here
+                pl_module.teacher.network.register_forward_pre_hook(lambda *_: calls.append(1))
+
+    trainer = L.Trainer(
+        max_epochs=2, callbacks=[route, Count()], default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    trainer.fit(ImageClassifier(network=mlp(), optimizer=lambda p: torch.optim.Adam(p, lr=0.01)), datamodule=data)
+    assert len(calls) == 4

@@ -12,12 +12,13 @@ The student's training step stays its module's own (``ImageClassifier.training_s
 or soft targets with ``distill``). The term is added through gradients instead: as the student
 computes s_k, a hook on that tensor adds ∂L_feat/∂s_k = λ · 2(s_k − t_k) / (K · N_k · mean(t_k²))
 to the gradient arriving there in backward, exactly what adding L_feat to the loss would give,
-in the same one backward pass. The teacher's features are computed as the batch starts.
+in the same one backward pass. The teacher's features are computed as the batch starts (when
+it also gives soft targets, that one call serves both).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -79,10 +80,12 @@ class FeatureMatching:
             self.handles.append(students[name].register_forward_hook(self._match(name)))
 
     @torch.no_grad()
-    def teacher_features(self, inputs: Tensor) -> None:
-        """Run the teacher on ``inputs`` (B, ...) and keep its features for the student's next step."""
+    def teacher_features(self, inputs: Tensor, run: Callable[[Tensor], Any] | None = None) -> None:
+        """Run the teacher on ``inputs`` (B, ...) and keep its features for the student's next step.
+        ``run``: what calls the teacher network (a distilling module's ``Teacher.ahead``, so the
+        step reuses these logits); None: the network itself."""
         self.targets, self.losses = {}, []
-        self.teacher(inputs)
+        (run or self.teacher)(inputs)
 
     def loss(self) -> float | None:
         """L_feat (without λ) of the batch the student trained on last; None before any."""

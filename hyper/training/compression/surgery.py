@@ -231,7 +231,10 @@ class CompressInto(_Recompress):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.features is not None:
-            self.features.teacher_features(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            teacher = getattr(pl_module, "teacher", None) if self.distill else None  # the same network, distilling
+            self.features.teacher_features(
+                batch[0] if isinstance(batch, (tuple, list)) else batch, run=None if teacher is None else teacher.ahead
+            )
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
