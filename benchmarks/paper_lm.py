@@ -16,8 +16,9 @@ schedule, gradient clipping 1, recurrent dropout 0.1, batches of 32 streams × 1
 Defaults: 4,000 steps per model, the steps of the committed CPU comparison
 (``benchmarks/results/shakespeare_paper_claim.jsonl``, 8-19 CPU-minutes a run), so the GPU's rows
 can be checked against those before longer runs (``--steps``). On CUDA, float32 matmuls use
-TF32. The recurrent scans run as Python loops of small kernels there (the fused C++ step
-kernels are CPU-only): the wall time and characters per second it prints are what that costs.
+TF32. The recurrent loops run there as compiled blocks of time steps (``models.compiled_steps``;
+the fused C++ step kernels are CPU-only): the first sequence of each model compiles (tens of
+seconds, inside its wall time), and the characters per second it prints measure the rest.
 """
 
 from __future__ import annotations

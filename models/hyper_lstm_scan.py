@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from models import fused_kernels, workspace
+from models import compiled_steps, compiled_update, fused_kernels, workspace
 from models.cpu_linear import StepLinear, matmul_nt
 from models.lstm_scan import Norms, _input_grads, _recurrent_weight_grad
 from models.lstm_update import (
@@ -159,6 +159,11 @@ def _forward(
     d_bias = d_bias.view(KINDS_GATES, batch, hidden)
     output = x.new_empty(steps, batch, hidden)
     saved = _saved_buffers(steps if save else 1, batch, hidden, hyper_size, ws, main_w.layer_norm, xw, save)
+    if compiled_update.usable(x):  # GPUs: the loop below, compiled
+        fixed = compiled_steps.HyperStepTensors(ws, d_bias, main_w, hyper_w)
+        xw_steps = xw.view(steps, batch, 4, hidden)
+        final = compiled_steps.hyper_lstm_forward(state, xw_steps, hyper_xw, mask, fixed, saved if save else None, output)
+        return _finish(output, final, saved, save)
     n = steps if save else 1  # steps the HyperLSTM's buffers hold
     z_rows, from_h_rows, d_steps = saved.z.unbind(0), saved.from_h.unbind(0), saved.d.unbind(0)
     z_gates = saved.z.view(n, batch, KINDS_GATES, -1).transpose(1, 2).unbind(0)  # (12, B, N_z) each
@@ -183,6 +188,13 @@ def _forward(
             torch.baddbmm(d_bias, z_gates[s], ws.weight_dz, out=d_steps[s])  # d_h, d_x, d_b: (12, B, H)
             torch.addcmul(d_b[s], d_h[s], wh[s], out=y).addcmul_(d_x[s], xw_steps[t])
         h, c = update_forward(y, c, main_w, masks[t], out=main_steps[s], h_out=outputs[t])
+    return _finish(output, (h, c, h_hat, c_hat), saved, save)
+
+
+def _finish(
+    output: Tensor, final: tuple[Tensor, ...], saved: _Saved, save: bool
+) -> tuple[Tensor, tuple[Tensor, ...], _Saved | None]:
+    h, c, h_hat, c_hat = final
     final = (h, c.clone(), h_hat.clone(), c_hat.clone())  # c and ĉ (and ĥ) are views of pooled buffers
     if not save:
         workspace.give(*saved.pooled())
@@ -224,9 +236,12 @@ class _HyperLSTMLayerScan(torch.autograd.Function):
         x, h0, h_hat0, output, *tensors = ctx.saved_tensors
         ws, saved = HyperTensors(*tensors[: ctx.n_weights]), _Saved.from_buffers(tuple(tensors[ctx.n_weights :]))
         grads = _Backward(ctx, ws, saved, d_output)
-        d_outputs = d_output.unbind(0)
-        for t in reversed(range(output.shape[0])):
-            d_h, d_c, d_h_hat, d_c_hat = grads.step(t, d_outputs[t] + d_h, d_c, d_h_hat, d_c_hat)
+        if grads.compiled:  # GPUs: the loop below, compiled
+            d_h, d_c, d_h_hat, d_c_hat = grads.compiled_steps(d_output, (d_h, d_c, d_h_hat, d_c_hat))
+        else:
+            d_outputs = d_output.unbind(0)
+            for t in reversed(range(output.shape[0])):
+                d_h, d_c, d_h_hat, d_c_hat = grads.step(t, d_outputs[t] + d_h, d_c, d_h_hat, d_c_hat)
         d_weights = grads.weight_grads(x, h0, h_hat0, output, ctx.needs_input_grad)
         grads.release()
         if not workspace.graph_kept():
@@ -250,7 +265,9 @@ class _Backward:
         self.d_z = workspace.take((steps, batch, KINDS_GATES * n_z), d_output)
         self.d_weight_dz = torch.zeros_like(ws.weight_dz, memory_format=torch.contiguous_format)  # (12, N_z, H)
         self.fused = fused_kernels.kernels() if fused_kernels.usable(d_output) else None
-        self.d_bias = d_output.new_zeros(1 if self.fused else batch, 4, hidden)  # summed over the batch by the kernel
+        self.compiled = compiled_update.usable(d_output)
+        # summed over the batch by the fused kernel or the compiled steps
+        self.d_bias = d_output.new_zeros(1 if self.fused or self.compiled else batch, 4, hidden)
         self.from_h_t = StepLinear(ws.weight_from_h.t(), batch)
         self.hyper_rec_t = StepLinear(ws.hyper_weight_h.t(), batch)
         self.to_z_t = StepLinear(ws.weight_z.t(), batch)
@@ -272,6 +289,14 @@ class _Backward:
         self.d_from_h_rows, self.d_xw_steps = self.d_from_h.unbind(0), self.d_xw.view(steps, batch, 4, hidden).unbind(0)
         self.d_z_rows = self.d_z.unbind(0)
         self.d_z_gates = self.d_z.view(steps, batch, KINDS_GATES, n_z).transpose(1, 2).unbind(0)  # (12, B, N_z)
+
+    def compiled_steps(self, d_output: Tensor, carried: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """Every step's backward, last first, through ``models.compiled_steps``: ∂L/∂output and
+        the carried gradients at T → the carried gradients at 0."""
+        fixed = compiled_steps.HyperStepTensors(self.ws, None, self.main_w, self.hyper_w)
+        sums = (self.main_grads.sums(), self.hyper_grads.sums(), self.d_bias, self.d_weight_dz)
+        grads_out = (self.d_xw.view(*d_output.shape[:2], 4, -1), self.d_from_h, self.d_z)
+        return compiled_steps.hyper_lstm_backward(d_output, carried, self.saved, fixed, sums, grads_out)
 
     def step(self, t: int, d_h: Tensor, d_c: Tensor, d_h_hat: Tensor, d_c_hat: Tensor) -> tuple[Tensor, ...]:
         """Step t's backward: ∂L/∂h_t (all of it), ∂L/∂c_t, and ∂L/∂ĥ_t, ∂L/∂ĉ_t from later

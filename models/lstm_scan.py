@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from models import workspace
+from models import compiled_steps, compiled_update, workspace
 from models.cpu_linear import StepLinear, matmul_nt
 from models.lstm_update import (
     Saved,
@@ -96,6 +96,10 @@ def _forward(
     steps, batch, hidden = x.shape[0], h.shape[0], h.shape[1]
     xw = matmul_nt(x.flatten(0, 1), weight_x, bias).view(steps, batch, 4 * hidden)  # every step's input at once
     saved = saved_buffers(steps, batch, hidden, layer_norm=w.layer_norm, like=h) if save else None
+    if compiled_update.usable(x):  # GPUs: the loop below, compiled
+        output = x.new_empty(steps, batch, hidden)
+        h, c = compiled_steps.lstm_forward(h, c, xw, weight_h, w, mask, saved, output)
+        return output, h, c, saved
     recurrent, output = StepLinear(weight_h, batch), x.new_empty(steps, batch, hidden)
     # every step's views at once (``Saved.steps``)
     masks, saved_steps = (None,) * steps if mask is None else mask.unbind(0), [None] * steps if saved is None else saved.steps()
@@ -122,12 +126,16 @@ class _LSTMLayerScan(torch.autograd.Function):
         steps, batch, hidden = output.shape
         d_xw = workspace.take((steps, batch, 4 * hidden), d_output)  # ∂L/∂y_t for every step
         grads = UpdateGrads(w, batch)
-        recurrent_t = StepLinear(weight_h.t(), batch)  # ∂L/∂h_{t-1} = ∂L/∂y_t W_h
-        saved_steps, d_outputs, d_xw_steps = saved.steps(), d_output.unbind(0), d_xw.unbind(0)
-        for t in reversed(range(steps)):
-            d_y = d_xw_steps[t].view(batch, 4, hidden)  # ∂L/∂y_t goes straight into its sequence buffer
-            _, d_c = update_backward(d_outputs[t] + d_h, d_c, saved_steps[t], w, grads, dy_out=d_y)
-            d_h = recurrent_t(d_xw_steps[t])
+        if grads.compiled:  # GPUs: the loop below, compiled
+            d_y = d_xw.view(steps, batch, 4, hidden)
+            d_h, d_c = compiled_steps.lstm_backward(d_output, d_h, d_c, saved, weight_h, w, grads.sums(), d_y)
+        else:
+            recurrent_t = StepLinear(weight_h.t(), batch)  # ∂L/∂h_{t-1} = ∂L/∂y_t W_h
+            saved_steps, d_outputs, d_xw_steps = saved.steps(), d_output.unbind(0), d_xw.unbind(0)
+            for t in reversed(range(steps)):
+                d_y = d_xw_steps[t].view(batch, 4, hidden)  # ∂L/∂y_t goes straight into its sequence buffer
+                _, d_c = update_backward(d_outputs[t] + d_h, d_c, saved_steps[t], w, grads, dy_out=d_y)
+                d_h = recurrent_t(d_xw_steps[t])
         input_grads = _input_grads(ctx.needs_input_grad[:3], d_xw, x, weight_x)
         d_weight_h = _recurrent_weight_grad(d_xw, h0, output)
         workspace.give(d_xw)

@@ -41,7 +41,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from models import fused_kernels, workspace
+from models import compiled_update, fused_kernels, workspace
 
 # σ(2·a_g) gives tanh(a_g) = 2σ(2a_g) − 1: g's row of the gate gain and bias is doubled.
 _G_DOUBLED = (1.0, 1.0, 2.0, 1.0)
@@ -112,6 +112,14 @@ class Saved(NamedTuple):
     c: Tensor  # (B, H) c_t, the cell LN's input; also the state the next step reads
     cell_mean: Tensor | None  # (B, 1)                                                    LN
     cell_rstd: Tensor | None  # (B, 1)                                                    LN
+
+    def block(self, start: int, stop: int) -> Saved:
+        """Steps start to stop − 1 of sequence buffers, as (stop − start, B, ...) views."""
+        return Saved(*(None if buffer is None else buffer[start:stop] for buffer in self))
+
+    def at(self, t: int) -> Saved:
+        """Step t's views of sequence buffers."""
+        return Saved(*(None if buffer is None else buffer[t] for buffer in self))
 
     def steps(self) -> list[Saved]:
         """Every step's views of sequence buffers, made at once (an index per buffer and step
@@ -210,6 +218,8 @@ class UpdateGrads:
     def __init__(self, w: UpdateWeights, batch_size: int) -> None:
         self.layer_norm = w.layer_norm
         self.fused = fused_kernels.usable(w.scale)  # the fused kernel sums over the batch itself
+        # and so do the compiled steps (``models.compiled_steps``), which add into ``sums()``
+        self.compiled = compiled_update.usable(w.scale)
         if self.fused:
             hidden = w.scale.shape[1]
             self.dy = w.scale.new_empty(batch_size, 4, hidden)  # one step's ∂L/∂y, unless given a place
@@ -218,10 +228,16 @@ class UpdateGrads:
         if self.layer_norm:
             self.zero_mean = w.scale.new_zeros(batch_size, 4, 1)  # for the LN backward from y_hat
             self.unit_rstd = w.scale.new_ones(batch_size, 4, 1)
-            self.gate_weight = w.scale.new_zeros(1 if self.fused else batch_size, *w.scale.shape)
+            self.gate_weight = w.scale.new_zeros(1 if self.fused or self.compiled else batch_size, *w.scale.shape)
             self.gate_bias = torch.zeros_like(self.gate_weight)
             self.cell_weight = torch.zeros_like(w.cell_weight)
             self.cell_bias = torch.zeros_like(w.cell_bias)
+
+    def sums(self) -> compiled_update.Sums | None:
+        """The layer-norm sums for a compiled step to add into (None without layer norm)."""
+        if not self.layer_norm:
+            return None
+        return compiled_update.Sums(self.gate_weight, self.gate_bias, self.cell_weight, self.cell_bias)
 
     def finish(self) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
         """Gradients of gate_weight, gate_bias (4, H), cell_weight, cell_bias (H,), or Nones."""

@@ -7,6 +7,7 @@ import statistics
 from collections import Counter
 
 from doc_text import RESULTS, ROOT, doc, markdown_table, prose, section, stated
+from models import compiled_steps
 
 BENCHMARKS = RESULTS / "benchmarks_2026-11-21.txt"
 # after the weights were bound live on the target (hyper/binding.py): the runs since, by date
@@ -276,3 +277,61 @@ def test_benchmarks_live_weights_figures_are_the_committed_output():
 
     assert stated(r"Those machines ran about (\w+) and (\w+) times as slow", text) == ("two", "three")
     assert (slower("2026-12-03"), slower("2026-12-04")) == (2, 3)
+
+
+COMPILED_STEPS = RESULTS / "lstm_compiled_steps_2026-12-04.txt"
+COMPILED_HEADER = re.compile(r"^training step on (?P<where>[^,]+), .*?(?P<per_call>\d+) step\(s\) per compiled call", re.M)
+COMPILED_ROW = re.compile(
+    r"^(?P<name>\S.*?)\s{2,}(?P<ms>\d+\.\d+)\s+\d+\.\d+\s+\d+\.\d+–\d+\.\d+\s*"
+    r"(?:(?P<speedup>\d+\.\d+) \((?P<low>\d+\.\d+)–(?P<high>\d+\.\d+)\))?$",
+    re.M,
+)
+
+
+def compiled_steps_runs() -> list[dict]:
+    """benchmarks/lstm_gpu_step_time.py's CPU-proxy runs, in the file's order."""
+    runs = []
+    for block in COMPILED_STEPS.read_text().split("\n$ ")[1:]:
+        command, output = block.split("\n", 1)
+        assert command.startswith("python benchmarks/lstm_gpu_step_time.py --device cpu")
+        header = COMPILED_HEADER.search(output)
+        assert header["where"] == "CPU" and "the compiled steps ran" in output and "FAILED" not in output
+        rows = {m["name"]: m.groupdict() for m in COMPILED_ROW.finditer(output)}
+        seconds = re.search(r"^\((\d+) s in all, compiles included\)$", output, re.M)[1]
+        runs.append({"per_call": int(header["per_call"]), "rows": rows, "seconds": seconds})
+    return runs
+
+
+def test_benchmarks_compiled_steps_figures_are_the_committed_output():
+    runs = compiled_steps_runs()
+    assert [run["per_call"] for run in runs] == [1, 2, 4, 8, 4]
+    rows, seen = [], Counter()
+    for run in runs:
+        seen[run["per_call"]] += 1
+        label = f"{run['per_call']}" + (" (cache warm)" if seen[run["per_call"]] > 1 else "")
+        cells = [label]
+        for core in ("LN-LSTM", "HyperLSTM"):
+            compiled, eager = run["rows"][f"{core} compiled"], run["rows"][f"{core} eager"]
+            cells += [compiled["ms"], eager["ms"], f"{compiled['speedup']} ({compiled['low']}–{compiled['high']})"]
+        rows.append(cells + [run["seconds"]])
+    header = ["steps per call", "LN-LSTM compiled (ms)", "LN-LSTM eager (ms)", "eager ÷ compiled (90% interval)",
+              "HyperLSTM compiled (ms)", "HyperLSTM eager (ms)", "eager ÷ compiled (90% interval)",
+              "whole run (s), compiles included"]
+    text = doc("benchmarks")
+    assert section("compiled-steps", text) == markdown_table(header, ["---:", *["---:"] * 7], rows)
+
+    def speedup(per_call: int, core: str, index: int = 0) -> str:
+        return [run for run in runs if run["per_call"] == per_call][index]["rows"][f"{core} compiled"]["speedup"]
+
+    assert stated(r"One step per call gains little\*\* \((\d\.\d+)× and (\d\.\d+)×\)", text) == (
+        speedup(1, "LN-LSTM"), speedup(1, "HyperLSTM"))
+    fours = [float(speedup(4, core, i)) for core in ("LN-LSTM", "HyperLSTM") for i in (0, 1)]
+    assert stated(r"at 4 steps per call the compiled steps are (\d\.\d+)–(\d\.\d+)× faster", text) == (
+        f"{min(fours):.2f}", f"{max(fours):.2f}")
+    assert stated(r"8 gain a little more \((\d\.\d+)× and (\d\.\d+)×\)", text) == (
+        speedup(8, "LN-LSTM"), speedup(8, "HyperLSTM"))
+    assert min(float(speedup(8, core)) for core in ("LN-LSTM", "HyperLSTM")) > max(fours)  # "a little more"
+    first = {run["per_call"]: run["seconds"] for run in reversed(runs)}  # each setting's first, cold run
+    assert stated(r"their first run took (\d+) s against (\d+) s, compiles included", text) == (first[8], first[4])
+    assert stated(r"`torch.compile`-d \(Triton on CUDA\), (\d+) time steps per compiled call", text) == (
+        str(compiled_steps.STEPS_PER_CALL),)
