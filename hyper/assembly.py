@@ -7,7 +7,7 @@ embedding table in row-major order of (m, k). Assembling puts tile (row a, colum
 Two ways, the same numbers:
 
 - ``assemble(tiles, layout)``: the generator's tiles through einops, with autograd doing the
-  rest. Simple, and what tracing (``torch.export``) and autocast see.
+  rest. Simple, and what tracing (``torch.export``) sees.
 - ``generate_and_assemble(z, weight, bias, layout, buffers)``: the training hot path. One
   matmul (z · W + b, the generator folded into one matrix) into a buffer, one strided copy per
   weight into another; backward mirrors it: one strided copy per weight's gradient into a third
@@ -162,5 +162,16 @@ def generate_and_assemble(
     z: Tensor, weight: Tensor, bias: Tensor, placements: tuple[Placement, ...], tile_shape: tuple[int, ...], buffers: Buffers
 ) -> list[Tensor]:
     """The weights of ``placements`` from z (T, N_z) and the folded generator weight (N_z, o·i·f)
-    and bias (o·i·f,), through reused buffers (see the module docstring)."""
+    and bias (o·i·f,), through reused buffers (see the module docstring).
+
+    Under autocast the weights come out in its lower precision, as ``assemble``'s path gives them
+    (autocast runs addmm in it): the inputs are cast here, by autograd's casts (fp32 parameters
+    get fp32 gradients), and the rest runs with autocast off, whose casts ``out=`` writes refuse.
+    """
+    device = z.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        with torch.autocast(device, enabled=False):
+            z, weight, bias = z.to(dtype), weight.to(dtype), bias.to(dtype)
+            return list(_GenerateAndAssemble.apply(z, weight, bias, placements, tile_shape, buffers))
     return list(_GenerateAndAssemble.apply(z, weight, bias, placements, tile_shape, buffers))

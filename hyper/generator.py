@@ -76,8 +76,8 @@ class TileGenerator(nn.Module):
         weights those tiles form (``hyper.assembly``), one per placement.
 
         With placements and ``buffers`` the folded map runs on the hot path (one matmul into
-        reused memory, a hand-written backward) unless tracing or autocast is on; the result is
-        the same. Either way this is one call, so module hooks (pruning's, for one) see it.
+        reused memory, a hand-written backward, under autocast too) unless tracing is on; the
+        result is the same. Either way this is one call, so module hooks (pruning's, for one) see it.
         """
         if placements is not None and buffers is not None and self._hot_path(z):
             return generate_and_assemble(z, *self.folded(), placements, self.tile_shape, buffers)
@@ -90,8 +90,7 @@ class TileGenerator(nn.Module):
         return tiles if placements is None else assemble(tiles, placements)
 
     def _hot_path(self, z: Tensor) -> bool:
-        traced = torch.compiler.is_compiling() or torch.is_autocast_enabled(z.device.type)
-        return self.folding_pays(z.shape[0]) and not traced
+        return self.folding_pays(z.shape[0]) and not torch.compiler.is_compiling()
 
     def folding_pays(self, tiles: int) -> bool:
         """Whether z · (W_i W_out) costs fewer multiply-adds than the two maps in turn."""
@@ -154,8 +153,7 @@ class KernelCrop(nn.Module):
     ) -> Tensor | list[Tensor]:
         """As ``TileGenerator.forward``, through the folded map always."""
         weight, bias = self.folded()
-        traced = torch.compiler.is_compiling() or torch.is_autocast_enabled(z.device.type)
-        if placements is not None and buffers is not None and not traced:
+        if placements is not None and buffers is not None and not torch.compiler.is_compiling():
             return generate_and_assemble(z, weight, bias, placements, self.tile_shape, buffers)
         tiles = torch.addmm(bias, z, weight).view(z.shape[0], *self.tile_shape)
         return tiles if placements is None else assemble(tiles, placements)

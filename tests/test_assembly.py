@@ -95,3 +95,26 @@ def test_weights_the_loss_leaves_out_get_zero_gradient_in_a_reused_buffer():
     autograd_weights(slow_src)["a"].sum().backward()
     for (name, p), (_, q) in zip(fast_src.named_parameters(), slow_src.named_parameters()):
         assert torch.allclose(p.grad, q.grad, rtol=1e-10, atol=1e-12), name
+
+
+def test_under_autocast_the_hot_path_runs_and_matches_autograd(monkeypatch):
+    """bf16 autocast (CPU's): the same bf16 weights as autograd's path, fp32 gradients within
+    bf16's rounding, and the hot path really ran."""
+    from hyper import assembly
+
+    calls = []
+    run = assembly._GenerateAndAssemble.apply
+    monkeypatch.setattr(assembly._GenerateAndAssemble, "apply", lambda *a: calls.append(a[0].dtype) or run(*a))
+    fast_src, slow_src = source().float(), source().float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast, slow = fast_src(), autograd_weights(slow_src)
+        assert calls == [torch.bfloat16]
+        assert all(w.dtype == torch.bfloat16 for w in (*fast.values(), *slow.values()))
+        grads = {name: torch.randn_like(w) for name, w in slow.items()}
+        for weights, src in ((fast, fast_src), (slow, slow_src)):
+            sum((weights[n].float() * g).sum() for n, g in grads.items()).backward()
+    for name in slow:
+        torch.testing.assert_close(fast[name], slow[name], rtol=0, atol=0)  # the same bf16 numbers
+    for (name, p), (_, q) in zip(fast_src.named_parameters(), slow_src.named_parameters()):
+        assert p.grad.dtype == torch.float32
+        torch.testing.assert_close(p.grad, q.grad, rtol=2e-2, atol=1e-3, msg=name)
