@@ -25,10 +25,10 @@ def test_lstm_step_time_prints_equal_size_and_matched_rows_with_their_spread():
     assert "1.00   1.00–1.00" in rows["nn.LSTM"]  # the baseline against itself
 
 
-def test_lstm_gpu_step_time_smoke_runs_every_row_and_the_compiled_steps():
+def test_lstm_gpu_step_time_smoke_runs_every_row():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "benchmarks/lstm_gpu_step_time.py", "--smoke"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("training step on CPU (smoke") and lines[1].startswith("row ")
@@ -36,7 +36,7 @@ def test_lstm_gpu_step_time_smoke_runs_every_row_and_the_compiled_steps():
     assert set(rows) == {"nn.LSTM", "LN-LSTM compiled", "LN-LSTM eager", "HyperLSTM compiled", "HyperLSTM eager"}
     assert "1.00   1.00–1.00" in rows["nn.LSTM"]
     assert "(" in rows["HyperLSTM compiled"] and "(" not in rows["HyperLSTM eager"]  # the speed-up column
-    assert lines[7].startswith("the compiled steps ran: ") and "FAILED" not in done.stdout
+    assert lines[7] == "the compiled rows ran their steps uncompiled (--smoke)"
 
 
 def test_lstm_gpu_step_time_says_it_needs_a_gpu():
