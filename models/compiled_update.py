@@ -9,7 +9,7 @@ the loops' steps, a block of them per call, matrix products and updates together
 arithmetic written for tracing (``update``, ``update_grad``), when the compiled steps run
 (``usable``), and how they are compiled (``compiled``) and guarded (``guarded``).
 
-When: on CUDA tensors by default. ``HYPER_COMPILED_UPDATE=0`` turns it off (the eager operations
+When: on CUDA tensors by default. ``HYPER_COMPILED_STEPS=0`` turns it off (the eager operations
 run), ``=1`` turns it on for CPU tensors as well, which is how the tests hold the compiled steps
 to the eager path without a GPU. If compiling fails (no Triton, no C++ compiler), a warning says
 so once and the eager operations run from then on.
@@ -35,7 +35,7 @@ from models import fused_kernels
 if TYPE_CHECKING:
     from models.lstm_update import Saved, UpdateWeights
 
-ENV_SWITCH = "HYPER_COMPILED_UPDATE"
+ENV_SWITCH = "HYPER_COMPILED_STEPS"
 mode = os.environ.get(ENV_SWITCH)  # "0": never; "1": on every device; otherwise on CUDA
 _broken = False  # set once compiling failed: the eager operations run from then on
 

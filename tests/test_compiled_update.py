@@ -1,7 +1,7 @@
 """The compiled recurrent steps (the loops' GPU path, ``models.compiled_steps``) against the
 eager operations, on CPU.
 
-``HYPER_COMPILED_UPDATE=1`` (``compiled_update.mode``) sends CPU tensors through
+``HYPER_COMPILED_STEPS=1`` (``compiled_update.mode``) sends CPU tensors through
 ``torch.compile`` (Inductor's C++ backend here, Triton on CUDA): the same Python, the same
 fusion and buffer writes, so its arithmetic is tested without a GPU. Compiling costs ~10–20 s a
 case on this machine, so the cases are chosen to cover every branch once: the HyperLSTM with
