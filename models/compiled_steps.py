@@ -5,7 +5,7 @@ when ``compiled_update.usable`` says so (CUDA tensors by default). A compiled ca
 ``STEPS_PER_CALL`` time steps, matrix products and LSTM updates together: Inductor fuses the
 elementwise work into a few kernels around the products, where the eager operations launch ~40
 kernels per LN-LSTM step and ~90 per HyperLSTM step, and the call's own host cost (guards, the
-wrapper: ~100 µs on this project's CPU machines) is paid once per block of steps. The functions
+wrapper: ~100–150 µs on this project's CPU machines) is paid once per block of steps. The functions
 read and write the same sequence buffers as the CPU loop bodies, so the rest of the hand-written
 backward (the weight gradients summed after the loop) is shared. The CPU bodies cannot be traced
 as they are (oneDNN's packed products, the fused C++ kernels, ``out=`` writes): these are the
