@@ -21,6 +21,7 @@ mask, training or evaluation, forward and backward; ~5–20 s each on first use 
 
 from __future__ import annotations
 
+import logging
 import os
 import types
 import warnings
@@ -35,6 +36,7 @@ from models import fused_kernels
 if TYPE_CHECKING:
     from models.lstm_update import Saved, UpdateWeights
 
+_log = logging.getLogger(__name__)
 ENV_SWITCH = "HYPER_COMPILED_STEPS"
 mode = os.environ.get(ENV_SWITCH)  # "0": never; "1": on every device; otherwise on CUDA
 _broken = False  # set once compiling failed: the eager operations run from then on
@@ -153,6 +155,9 @@ def compiled(fn: Callable, variant: tuple) -> Callable:
     and the host's time per call is what these small steps are bound by. ``fullgraph``: a graph
     break would put eager operations back into the loop unnoticed."""
     key = (fn.__name__, variant)
+    if not _variants:  # the first compile holds the first sequence up: say so, not a silent pause
+        _log.warning("Compiling the recurrent steps with torch.compile (first use: tens of seconds; %s=0 skips it)",
+                     ENV_SWITCH)
     if key not in _variants:
         code = fn.__code__.replace(co_name=f"{fn.__name__}_{len(_variants)}")
         copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)

@@ -117,3 +117,13 @@ def test_by_default_only_cuda_tensors_take_the_compiled_steps(monkeypatch):
     assert not compiled_update.usable(cpu)  # where the fused CPU kernels run, they do
     monkeypatch.setattr(fused_kernels, "usable", lambda like: False)
     assert compiled_update.usable(cpu)
+
+
+def test_the_first_compile_is_announced_once(monkeypatch, caplog):
+    monkeypatch.setattr(compiled_update, "_variants", {})
+    monkeypatch.setattr(compiled_update.torch, "compile", lambda fn, **options: fn)  # nothing compiled here
+    with caplog.at_level("WARNING", logger="models.compiled_update"):
+        compiled_update.compiled(compiled_steps._lstm_steps, ("a",))
+        compiled_update.compiled(compiled_steps._lstm_steps, ("b",))
+    assert [r.getMessage() for r in caplog.records] == [
+        "Compiling the recurrent steps with torch.compile (first use: tens of seconds; HYPER_COMPILED_STEPS=0 skips it)"]
