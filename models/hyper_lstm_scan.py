@@ -268,12 +268,18 @@ class _Backward:
         self.compiled = compiled_update.usable(d_output)
         # summed over the batch by the fused kernel or the compiled steps
         self.d_bias = d_output.new_zeros(1 if self.fused or self.compiled else batch, 4, hidden)
+        if not self.compiled:  # the compiled steps take whole blocks: no per-step state to prepare
+            self._prepare_steps(ws, saved, steps, batch, hidden, hyper_size, n_z)
+
+    def _prepare_steps(self, ws: HyperTensors, saved: _Saved, steps: int, batch: int, hidden: int, hyper_size: int,
+                       n_z: int) -> None:
+        """What ``step`` reads: the transposed products, a step's ∂L/∂d, and every step's views."""
         self.from_h_t = StepLinear(ws.weight_from_h.t(), batch)
         self.hyper_rec_t = StepLinear(ws.hyper_weight_h.t(), batch)
         self.to_z_t = StepLinear(ws.weight_z.t(), batch)
         self.weight_dz_t = ws.weight_dz.transpose(1, 2)  # (12, H, N_z)
         # ∂L/∂d of one step, (12, B, H), and its kinds as (B, 4, H) views
-        self.dd = d_output.new_empty(KINDS_GATES, batch, hidden)
+        self.dd = self.d_xw.new_empty(KINDS_GATES, batch, hidden)
         self.dd_h, self.dd_x, self.dd_b = self.dd.view(3, 4, batch, hidden).transpose(1, 2).unbind(0)
         # every step's views, made once (see _forward)
         self.main_steps, self.hyper_steps = saved.main.steps(), saved.hyper.steps()
