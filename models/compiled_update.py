@@ -38,7 +38,19 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 ENV_SWITCH = "HYPER_COMPILED_STEPS"
-mode = os.environ.get(ENV_SWITCH)  # "0": never; "1": on every device; otherwise on CUDA
+
+
+def _read_mode(value: str | None) -> str | None:
+    """The switch's value: "0" (never), "1" (on every device) or None (on CUDA). Anything else
+    is a mistake that should not pass unseen: a warning, and None."""
+    if value in (None, "", "0", "1"):
+        return value or None
+    warnings.warn(f"{ENV_SWITCH} must be 0 or 1, got {value!r}: ignored (the compiled steps run on CUDA only)",
+                  RuntimeWarning, stacklevel=2)
+    return None
+
+
+mode = _read_mode(os.environ.get(ENV_SWITCH))
 _broken = False  # set once compiling failed: the eager operations run from then on
 
 

@@ -127,3 +127,10 @@ def test_the_first_compile_is_announced_once(monkeypatch, caplog):
         compiled_update.compiled(compiled_steps._lstm_steps, ("b",))
     assert [r.getMessage() for r in caplog.records] == [
         "Compiling the recurrent steps with torch.compile (first use: tens of seconds; HYPER_COMPILED_STEPS=0 skips it)"]
+
+
+def test_a_switch_value_other_than_0_or_1_warns_in_one_line():
+    assert [compiled_update._read_mode(v) for v in (None, "", "0", "1")] == [None, None, "0", "1"]
+    with pytest.warns(RuntimeWarning, match=r"^HYPER_COMPILED_STEPS must be 0 or 1, got 'false': ignored") as caught:
+        assert compiled_update._read_mode("false") is None
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)

@@ -45,3 +45,11 @@ def test_lstm_gpu_step_time_says_it_needs_a_gpu():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
         "lstm_gpu_step_time.py: needs a CUDA device (--device cpu runs the same code paths on CPU)"]
+
+
+def test_lstm_gpu_step_time_refuses_fewer_than_one_step_per_call():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "benchmarks/lstm_gpu_step_time.py", "--steps-per-call", "0"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1].endswith("error: --steps-per-call must be at least 1, got 0")

@@ -199,3 +199,39 @@ def test_gpt2_conv1d_weights_start_with_the_kaiming_std_of_their_true_fan_in():
         assert layers[name].init_std == pytest.approx(1 / math.sqrt(fan_in))
         # 16,384 draws: the sample std is within 1.1% (one standard error) of the true one
         assert weights[name].std().item() == pytest.approx(1 / math.sqrt(fan_in), rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_bf16_autocast_trains_through_the_generators_fast_path_then_generates_and_saves(name, tmp_path, monkeypatch):
+    """CPU bf16 autocast on a wrapped Hugging Face model: the generator's fast path runs in bf16,
+    the loss and fp32 gradients stay near fp32's, and the model still generates and saves."""
+    from hyper import assembly
+
+    dtypes = []
+    run = assembly._GenerateAndAssemble.apply
+    monkeypatch.setattr(assembly._GenerateAndAssemble, "apply", lambda *a: dtypes.append(a[0].dtype) or run(*a))
+    w, model = wrapped(name)
+
+    def loss_and_gradient(autocast: bool):
+        w.zero_grad()
+        torch.manual_seed(0)  # GPT-2's dropout: the same masks
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = w(**inputs(name)).loss
+        loss.backward()
+        grads = [p.grad for p in w.source.parameters()]
+        assert all(g.dtype == torch.float32 for g in grads)
+        return loss.item(), torch.cat([g.flatten() for g in grads])
+
+    loss32, grad32 = loss_and_gradient(False)
+    dtypes.clear()
+    loss16, grad16 = loss_and_gradient(True)
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # the fast path ran, in bf16
+    assert abs(loss16 - loss32) / loss32 < 1e-2 and torch.nn.functional.cosine_similarity(grad16, grad32, dim=0) > 0.95
+    ids = inputs(name)["input_ids"]
+    w.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = w.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert out.shape == (2, ids.shape[1] + 4)
+    expected = w(input_ids=ids).logits
+    w.save_pretrained(tmp_path)
+    assert torch.allclose(type(model).from_pretrained(tmp_path).eval()(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-6)
